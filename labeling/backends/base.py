@@ -1,0 +1,98 @@
+"""The one interface every segmenter backend implements, and the registry of backends.
+
+A backend turns a batch of RGB images into predictions at each image's own resolution:
+a semantic label map, instance masks, or both. It knows nothing of shards, Ray or files;
+the job (pipelines/labels.py) feeds it decoded images and fuses what it returns.
+Heavy libraries (transformers, segment_anything, onnxruntime) are imported inside the
+backend module, which is itself imported only when its name is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SemanticPrediction:
+    """A disjoint label map at the image's resolution."""
+
+    label_map: np.ndarray  # int32 [H, W], category id, -1 = unlabeled
+    scores: dict[int, float] = field(default_factory=dict)  # category -> mean confidence
+    confidence: np.ndarray | None = None  # float32 [H, W] per-pixel max probability, optional
+
+
+@dataclass
+class InstancePrediction:
+    """N instance masks at the image's resolution, either as arrays or already encoded.
+
+    Exactly one of `masks` (bool [N, H, W]) and `rles` (list of {"counts", "area", "bbox"}
+    as dataset.masks.encode_many returns) is set; encoding on the accelerator lets a fast
+    backend hand over RLEs and skip moving full masks to the host.
+    """
+
+    scores: np.ndarray  # float32 [N]: predicted IoU or detector score
+    stability: np.ndarray | None = None  # float32 [N], None where the backend has none
+    masks: np.ndarray | None = None
+    rles: list[dict[str, Any]] | None = None
+    category_ids: np.ndarray | None = None  # int32 [N] where the backend knows the class
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class Prediction:
+    semantic: SemanticPrediction | None = None
+    instances: InstancePrediction | None = None
+
+
+class Backend:
+    """Base class. Subclasses set `name` and `provides` and implement `predict`."""
+
+    name: str = "base"
+    provides: frozenset[str] = frozenset()  # subset of {"semantic", "instances"}
+
+    def __init__(self, device: str = "cpu", **params: Any):
+        self.device = device
+        self.params = params
+
+    @property
+    def vocabulary(self) -> dict[int, str]:
+        """Semantic category id -> name ({} for instance-only backends)."""
+        return {}
+
+    def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:
+        """RGB uint8 [H, W, 3] images (sizes may differ) + each image's class name, if known."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into the shard metadata's `producers`: backend, checkpoint, parameters."""
+        return {"backend": self.name, "provides": sorted(self.provides), "params": self.params}
+
+
+# name -> "module:Class"; modules are imported on first use only.
+BACKENDS: dict[str, str] = {
+    "saliency": "labeling.backends.saliency:SaliencyBackend",
+    "fixed": "labeling.backends.fixed:FixedBackend",
+    "mask2former": "labeling.backends.hf_semantic:HFSemanticBackend",
+    "oneformer": "labeling.backends.hf_semantic:HFSemanticBackend",
+    "eomt": "labeling.backends.hf_semantic:HFSemanticBackend",
+    "segformer": "labeling.backends.hf_semantic:HFSemanticBackend",
+    "sam-amg": "labeling.backends.sam:SamAmgBackend",
+    "sam-amg-fast": "labeling.backends.fast_amg:FastAmgBackend",
+    "grounded-sam": "labeling.backends.grounded_sam:GroundedSamBackend",
+}
+
+
+def build_backend(name: str, device: str = "cpu", **params: Any) -> Backend:
+    """Instantiate a backend by registry name; unknown names list the known ones."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
+    module_name, cls_name = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(device=device, kind=name, **params) if cls_name == "HFSemanticBackend" else cls(device=device, **params)
