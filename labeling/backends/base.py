@@ -75,17 +75,17 @@ class Backend:
         return {"backend": self.name, "provides": sorted(self.provides), "params": self.params}
 
 
-# name -> "module:Class"; modules are imported on first use only.
-BACKENDS: dict[str, str] = {
-    "saliency": "labeling.backends.saliency:SaliencyBackend",
-    "fixed": "labeling.backends.fixed:FixedBackend",
-    "mask2former": "labeling.backends.hf_semantic:HFSemanticBackend",
-    "oneformer": "labeling.backends.hf_semantic:HFSemanticBackend",
-    "eomt": "labeling.backends.hf_semantic:HFSemanticBackend",
-    "segformer": "labeling.backends.hf_semantic:HFSemanticBackend",
-    "sam-amg": "labeling.backends.sam:SamAmgBackend",
-    "sam-amg-fast": "labeling.backends.fast_amg:FastAmgBackend",
-    "grounded-sam": "labeling.backends.grounded_sam:GroundedSamBackend",
+# name -> ("module:Class", default parameters); modules are imported on first use only.
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "saliency": ("labeling.backends.saliency:SaliencyBackend", {}),
+    "fixed": ("labeling.backends.fixed:FixedBackend", {}),
+    "mask2former": ("labeling.backends.hf_semantic:HFSemanticBackend", {"architecture": "mask2former"}),
+    "oneformer": ("labeling.backends.hf_semantic:HFSemanticBackend", {"architecture": "oneformer"}),
+    "eomt": ("labeling.backends.hf_semantic:HFSemanticBackend", {"architecture": "eomt"}),
+    "segformer": ("labeling.backends.hf_semantic:HFSemanticBackend", {"architecture": "segformer"}),
+    "sam-amg": ("labeling.backends.sam:SamAmgBackend", {}),
+    "sam-amg-fast": ("labeling.backends.fast_amg:FastAmgBackend", {}),
+    "grounded-sam": ("labeling.backends.grounded_sam:GroundedSamBackend", {}),
 }
 
 
@@ -93,6 +93,7 @@ def build_backend(name: str, device: str = "cpu", **params: Any) -> Backend:
     """Instantiate a backend by registry name; unknown names list the known ones."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
-    module_name, cls_name = BACKENDS[name].split(":")
+    target, defaults = BACKENDS[name]
+    module_name, cls_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(device=device, kind=name, **params) if cls_name == "HFSemanticBackend" else cls(device=device, **params)
+    return cls(device=device, **{**defaults, **params})
