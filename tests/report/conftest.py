@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report_synth import set_a_rows, write_photos, write_set
+
+from tests.report.report_synth import set_a_rows, write_photos, write_set
 
 
 @pytest.fixture(scope="module")

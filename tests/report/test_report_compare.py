@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_synth import H, W, label_row, rect, set_a_rows, write_set
 
 from labeling.report import ReportConfig, build_report
+from tests.report.report_synth import H, W, label_row, rect, set_a_rows, write_set
 
 VOCAB_B = {0: "dog", 1: "sky", 2: "grass"}
 SKY, DOG, GRASS = 1, 0, 2

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from report_synth import H, W
 
 from labeling.report import ReportConfig, build_report
 from labeling.report.groundtruth import GtMapping, read_label_png
+from tests.report.report_synth import H, W
 
 
 def write_gt(root: Path) -> Path:
