@@ -17,8 +17,14 @@ from torch import Tensor, nn
 from model import losses
 from model.config import ModelConfig, apply_overrides
 from model.decoders import MAEDecoder, StagedDecoder
-from model.labels import (LabelInputs, cell_size, cells_to_map, instance_boundaries,
-                          mask_to_label_stride, to_label_stride)
+from model.labels import (
+    LabelInputs,
+    cell_size,
+    cells_to_map,
+    instance_boundaries,
+    mask_to_label_stride,
+    to_label_stride,
+)
 from model.layers import patchify, unpatchify
 from model.masking import Masking, make_masking
 from model.vit import VisionTransformer

@@ -43,9 +43,9 @@ def semantic_loss(logits: Tensor, target: Tensor, weight: Tensor) -> Tensor:
 
 
 def boundary_loss(logits: Tensor, target: Tensor, weight: Tensor, pos_weight: float) -> Tensor:
-    """logits, target, weight: [B, h, w] -> scalar weighted BCE."""
-    pw = torch.tensor(pos_weight, device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pw)
+    """logits, target, weight: [B, h, w] -> scalar BCE, positives weighted by `pos_weight`."""
+    x = logits.float()
+    bce = -(pos_weight * target * F.logsigmoid(x) + (1 - target) * F.logsigmoid(-x))
     return _safe_mean((bce * weight).sum(), weight.sum())
 
 

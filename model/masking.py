@@ -46,13 +46,17 @@ def random_masking(noise: Tensor, len_keep: int) -> tuple[Tensor, Tensor, Tensor
 def patch_regions(labels: Tensor, patch: int, min_share: float) -> Tensor:
     """The region of each patch: [B, H/4, W/4] label map (< 0 = none) -> [B, L] (-1 = none).
 
-    A patch belongs to its most frequent label if that label covers at least `min_share`
-    of the patch; otherwise, or if that label is negative, it belongs to no region.
+    A patch belongs to its most frequent label (the smallest one among ties) if that label
+    covers at least `min_share` of the patch; otherwise, or if that label is negative, it
+    belongs to no region. Counted by pairwise comparison of the patch's cells (n x n per
+    patch, n = 16 for 16-pixel patches), which is plain elementwise work on any device.
     """
     cell = cell_size(patch)
-    cells = patch_cells(to_cell_stride(labels, cell), patch // cell)  # [B, L, g*g]
-    mode = torch.mode(cells, dim=-1).values
-    share = (cells == mode.unsqueeze(-1)).float().mean(dim=-1)
+    cells = patch_cells(to_cell_stride(labels, cell), patch // cell).sort(dim=-1).values  # [B, L, n]
+    counts = (cells.unsqueeze(-1) == cells.unsqueeze(-2)).sum(dim=-1)  # occurrences of each cell's label
+    best = counts.argmax(dim=-1, keepdim=True)  # first maximum: the smallest label among ties
+    mode = torch.gather(cells, -1, best).squeeze(-1)
+    share = torch.gather(counts, -1, best).squeeze(-1).float() / cells.shape[-1]
     return torch.where((share >= min_share) & (mode >= 0), mode, torch.full_like(mode, -1))
 
 

@@ -10,8 +10,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import build_model
 from model.config import CurriculumConfig
-from model.masking import (curriculum_probabilities, draw_strategy, guided_scores, make_masking,
-                           patch_regions, random_masking)
+from model.masking import (
+    curriculum_probabilities,
+    draw_strategy,
+    guided_scores,
+    make_masking,
+    patch_regions,
+    random_masking,
+)
 
 SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "item")
 
