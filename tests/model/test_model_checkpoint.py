@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_batch, tiny_config
 
 from model import build_model
 from model.checkpoint import latest_step, load_checkpoint, save_checkpoint
 from model.mae_compat import timm_kwargs
 from pipelines.cli import main as cli_main
+from tests.model.tiny import tiny_batch, tiny_config
 
 
 def _trained(tmp_path, **overrides):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import NUM_CLASSES, tiny_batch, tiny_config
 
 from model import MODELS, build_model
 from model.layers import patchify
 from model.losses import pixel_target
+from tests.model.tiny import NUM_CLASSES, tiny_batch, tiny_config
 
 CONFIGS = {
     "cascaded": {},

@@ -9,12 +9,12 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import tiny_config
 from torch import nn
 
 from model import build_model
 from model.layers import patchify, sincos_pos_embed, unpatchify
 from model.mae_compat import load_official_mae
+from tests.model.tiny import tiny_config
 
 
 def reference_pos_embed(dim: int, grid: int) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_batch, tiny_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import build_model
@@ -18,6 +17,7 @@ from model.masking import (
     patch_regions,
     random_masking,
 )
+from tests.model.tiny import tiny_batch, tiny_config
 
 SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "item")
 
