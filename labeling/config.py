@@ -161,6 +161,8 @@ def apply_override(data: dict[str, Any], item: str) -> dict[str, Any]:
         if not isinstance(node[part], dict):
             raise ValueError(f"override {item!r}: {part!r} is not a section")
         node = node[part]
+    if parts[-1] == "backend" and value != node.get("backend"):
+        node["params"] = {}  # another backend's parameters do not carry over
     node[parts[-1]] = value
     return data
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from dataset.masks import encode_many, nearest_indices
+from dataset.masks import nearest_indices
 from dataset.schema import STATUS_ERROR, STATUS_OK
+from labeling import rle
 from labeling.backends.base import InstancePrediction, SemanticPrediction
 from labeling.config import Thresholds
 
@@ -43,7 +44,7 @@ def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = No
     categories = [int(c) for c in present if c >= 0]
     if not categories:
         return []
-    encoded = encode_many(np.stack([label_map == c for c in categories]))
+    encoded = rle.records(rle.label_runs(label_map, categories), *label_map.shape)
     scores = scores or {}
     return [
         {"category_id": c, "counts": e["counts"], "area": e["area"],
@@ -75,12 +76,12 @@ def encode_instances(
         masks = np.asarray(pred.masks, dtype=bool)
         if masks.shape != (n, *model_size):
             raise ValueError(f"instance masks have shape {masks.shape}, expected {(n, *model_size)}")
-        encoded = encode_many(_restore(masks, size))
+        encoded = rle.encode_masks(_restore(masks, size))
     elif pred.rles is not None:
         encoded = list(pred.rles)
         if tuple(model_size) != tuple(size) and encoded:  # re-encode at the original size
             stack = mask_utils.decode([{"size": list(model_size), "counts": e["counts"]} for e in encoded])
-            encoded = encode_many(_restore(stack.transpose(2, 0, 1).astype(bool), size))
+            encoded = rle.encode_masks(_restore(stack.transpose(2, 0, 1).astype(bool), size))
     else:
         encoded = []
     if len(encoded) != n:
@@ -101,6 +102,7 @@ class Fused:
     dropped_tiny: int = 0
     dropped_duplicate: int = 0
     purity: list[float] = field(default_factory=list)  # share of each kept instance in its class
+    covered: int = 0  # pixels inside any kept instance
 
 
 def _rles(entries: list[dict], height: int, width: int) -> list[dict]:
@@ -109,17 +111,22 @@ def _rles(entries: list[dict], height: int, width: int) -> list[dict]:
 
 def dedupe(instances: list[dict], height: int, width: int, max_iou: float) -> list[dict]:
     """Keep instances best score first, dropping any whose IoU with a kept one > max_iou."""
-    order = sorted(range(len(instances)), key=lambda i: -(instances[i]["score"] or 0.0))
-    ordered = [instances[i] for i in order]
-    if len(ordered) < 2:
-        return ordered
+    ordered = sorted(instances, key=lambda e: -(e["score"] or 0.0))
+    areas = np.array([max(e["area"], 1) for e in ordered], dtype=np.float64)
     rles = _rles(ordered, height, width)
-    iou = np.asarray(mask_utils.iou(rles, rles, [0] * len(rles)))
-    keep: list[int] = []
+    dropped = np.zeros(len(ordered), dtype=bool)
     for i in range(len(ordered)):
-        if not keep or iou[i, keep].max() <= max_iou:
-            keep.append(i)
-    return [ordered[i] for i in keep]
+        if dropped[i]:
+            continue
+        later = np.arange(i + 1, len(ordered))
+        later = later[~dropped[later]]
+        # IoU(a, b) <= min(area) / max(area): only masks of similar area can be duplicates
+        later = later[np.minimum(areas[later], areas[i]) / np.maximum(areas[later], areas[i])
+                      > max_iou]
+        if len(later):
+            iou = np.asarray(mask_utils.iou([rles[j] for j in later], [rles[i]], [0])).ravel()
+            dropped[later[iou > max_iou]] = True
+    return [e for e, d in zip(ordered, dropped) if not d]
 
 
 def assign_categories(
@@ -140,6 +147,13 @@ def assign_categories(
     return [float(p) for p in purity]
 
 
+def union_area(entries: list[dict], height: int, width: int) -> int:
+    """Pixels covered by any of the RLE entries (one pycocotools merge)."""
+    if len(entries) < 2:
+        return int(entries[0]["area"]) if entries else 0
+    return int(mask_utils.area(mask_utils.merge(_rles(entries, height, width), intersect=False)))
+
+
 def fuse(
     semantic: list[dict] | None, instances: list[dict] | None, height: int, width: int,
     thresholds: Thresholds,
@@ -157,7 +171,8 @@ def fuse(
     purity = []
     if semantic is not None:
         purity = assign_categories(kept, semantic, height, width, thresholds.min_category_share)
-    return Fused(kept, len(instances) - len(big), len(big) - len(kept), purity)
+    return Fused(kept, len(instances) - len(big), len(big) - len(kept), purity,
+                 union_area(kept, height, width))
 
 
 def ok_row(

