@@ -305,3 +305,43 @@ class PretrainLoader:
 def _copy(obj: Any) -> Any:
     import copy
     return copy.deepcopy(obj)
+
+
+# ---------------------------------------------------------------------------- Ray Data
+class RayRowTransform:
+    """Ray Data `flat_map` step: one label row -> [training sample], or [] when skipped.
+
+    Crops are drawn from fresh entropy, so each pass over the data (epoch) differs; the
+    Ray path does not reproduce batches bit for bit and resumes at epoch granularity.
+    """
+
+    def __init__(self, source: LabelSource, cfg: DataConfig):
+        self.source, self.cfg = source, cfg
+
+    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        if row["status"] != STATUS_OK or is_held_out(row["image_id"], self.cfg.holdout):
+            return []
+        c = self.cfg
+        box = transforms.sample_crop(np.random.default_rng(), row["height"], row["width"],
+                                     c.scale, c.ratio, c.hflip)
+        try:
+            with transforms.open_image(self.source.image_source(row)) as image:
+                sample = transforms.transform_row(row, image, box, c.img_size, self.source.lookup)
+        except IMAGE_ERRORS as exc:
+            log.warning("skipping %s: image unreadable (%s)", row["image_id"], exc)
+            return []
+        return [{"image": sample.image, "semantic": sample.semantic, "instance": sample.instance,
+                 "class_index": int(row["class_index"])}]
+
+
+def ray_dataset(cfg: DataConfig, source: LabelSource | None = None):
+    """The shards as a Ray Dataset of training samples: read_parquet -> flat_map.
+
+    Iterate with ``ds.iter_torch_batches(batch_size=..., drop_last=True)``; under Ray Train,
+    pass it as ``datasets={"train": ds}`` and read ``ray.train.get_dataset_shard("train")``.
+    """
+    import ray.data
+
+    source = source or LabelSource(cfg, readers=1)
+    ds = ray.data.read_parquet(source.paths).select_columns(source.columns)
+    return ds.flat_map(RayRowTransform(source, cfg))
