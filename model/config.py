@@ -77,7 +77,7 @@ class ModelConfig:
     decoder: str = "cascaded"
     semantic_decoder: StageConfig = field(default_factory=lambda: StageConfig(256, 2, 8))
     instance_decoder: StageConfig = field(default_factory=lambda: StageConfig(256, 2, 8))
-    pixel_decoder: StageConfig = field(default_factory=lambda: StageConfig(512, 7, 16))
+    pixel_decoder: StageConfig = field(default_factory=lambda: StageConfig(512, 6, 16))
     # masking
     masking: str = "curriculum"
     mask_ratio: float = 0.75

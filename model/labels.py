@@ -25,12 +25,18 @@ def cell_size(patch: int) -> int:
     raise AssertionError("unreachable")
 
 
+def repeat_cells(x: Tensor, factor: int) -> Tensor:
+    """Nearest upsampling of the last two dims by an integer factor (views + one copy)."""
+    if factor == 1:
+        return x
+    *lead, h, w = x.shape
+    x = x.reshape(*lead, h, 1, w, 1).expand(*lead, h, factor, w, factor)
+    return x.reshape(*lead, h * factor, w * factor)
+
+
 def to_cell_stride(labels: Tensor, cell: int) -> Tensor:
     """[B, H/4, W/4] -> [B, H/cell, W/cell] by repetition (nearest)."""
-    factor = LABEL_STRIDE // cell
-    if factor == 1:
-        return labels
-    return labels.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+    return repeat_cells(labels, LABEL_STRIDE // cell)
 
 
 def to_label_stride(maps: Tensor, cell: int) -> Tensor:
@@ -58,7 +64,7 @@ def mask_to_label_stride(mask: Tensor, grid: int, patch: int) -> Tensor:
     """Patch mask [B, L] -> [B, H/4, W/4]; a cell counts as removed if any part of it is."""
     cell = cell_size(patch)
     g = patch // cell
-    m = mask.reshape(-1, grid, grid).repeat_interleave(g, dim=1).repeat_interleave(g, dim=2)
+    m = repeat_cells(mask.reshape(-1, grid, grid), g)
     factor = LABEL_STRIDE // cell
     return m if factor == 1 else F.max_pool2d(m.unsqueeze(1), factor).squeeze(1)
 

@@ -22,7 +22,7 @@ ENCODERS: dict[str, tuple[int, int, int, int, str]] = {
 # Decoder sizes. MAE uses 8 x 512 for every encoder size; Ti/S get a half-width decoder
 # so that the decoder does not dwarf the encoder.
 _LARGE = dict(semantic=StageConfig(256, 2, 8), instance=StageConfig(256, 2, 8),
-              pixel=StageConfig(512, 7, 16), mae=StageConfig(512, 8, 16))
+              pixel=StageConfig(512, 6, 16), mae=StageConfig(512, 8, 16))
 _SMALL = dict(semantic=StageConfig(128, 1, 4), instance=StageConfig(128, 1, 4),
               pixel=StageConfig(256, 3, 8), mae=StageConfig(256, 4, 8))
 
