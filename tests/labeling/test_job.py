@@ -120,7 +120,7 @@ def test_separate_model_pools_a_failing_model_and_a_crashed_actor(ray_session, d
     marker = tmp_path / "crashed"
     config = resolve("demo", None, [
         *FIXED, "semantic.params.num_categories=3", "instances.params.fail_class=tabby",
-        f"instances.params.crash_once={marker}"])
+        f"instances.params.crash_once={marker}", "image_max_side=128", "store_images=true"])
     assert not config.shared_model()
     summary = labels.label_images(demo_root, tmp_path / "labels", config, limit=6, progress=False)
     assert marker.exists()  # the first instance actor died; Ray restarted it and redid its batch
@@ -130,8 +130,14 @@ def test_separate_model_pools_a_failing_model_and_a_crashed_actor(ray_session, d
     cat = rows["train/n02123045/chelsea.JPEG"]
     assert cat["status"] == "error" and "instances model 'fixed' failed" in cat["error"]
     assert (cat["height"], cat["width"]) == (300, 451)  # decoded before the model failed
-    assert len(rows["extra/astronaut.JPEG"]["semantic"]) == 3
-    assert rows["extra/astronaut.JPEG"]["status"] == "ok"
+    astronaut = rows["extra/astronaut.JPEG"]
+    assert astronaut["status"] == "ok" and len(astronaut["semantic"]) == 3
+    # the models saw a 128 px image; the masks are back at the original 512 x 512
+    assert (astronaut["height"], astronaut["width"]) == (512, 512)
+    assert sum(e["area"] for e in astronaut["semantic"]) == 512 * 512
+    assert astronaut["image_bytes"] == (demo_root / "extra/astronaut.JPEG").read_bytes()
+    assert rows["train/n01440764/empty.JPEG"]["image_bytes"] is None
+    assert validate(tmp_path / "labels", progress=False) == (6, [])
     producers = LabelReader(tmp_path / "labels").metadata["producers"]
     assert [p["roles"] for p in producers] == [["semantic"], ["instances"]]
 
