@@ -16,6 +16,7 @@ failed job. Without --address a local Ray is started; with it the job joins a cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import sys
@@ -259,13 +260,22 @@ def check_resources(config: LabelingConfig, local: bool) -> None:
     log.warning("%s; waiting for the cluster to provide them", message)
 
 
-def _configure_ray_data() -> None:
+@contextlib.contextmanager
+def _ray_data_settings():
+    """Ray Data settings for this job, restored afterwards (the context is per process)."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
+             ctx.print_on_execution_start)
     ctx.execution_options.preserve_order = True  # shards complete in order: bounded memory
     ctx.enable_progress_bars = False  # our own tqdm bar counts images
     ctx.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        (ctx.execution_options.preserve_order, ctx.enable_progress_bars,
+         ctx.print_on_execution_start) = saved
 
 
 def label_images(
@@ -298,9 +308,9 @@ def label_images(
         check_resources(config, local=address is None)
         assembler = _ShardAssembler(output, pending, shard_metadata(config, root), config,
                                     infos, on_shard)
-        _configure_ray_data()
-        batches = iter(build_dataset(config, todo).iter_batches(batch_size=None,
-                                                                batch_format="numpy"))
+        with _ray_data_settings():
+            batches = iter(build_dataset(config, todo).iter_batches(batch_size=None,
+                                                                    batch_format="numpy"))
         with tqdm(total=len(todo), unit="img", desc="labels", disable=not progress) as bar:
             for batch in batches:
                 for idx, payload in zip(batch["idx"], batch["payload"]):
