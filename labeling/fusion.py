@@ -89,7 +89,8 @@ def encode_instances(
     stability = pred.stability if pred.stability is not None else [None] * n
     cats = pred.category_ids if pred.category_ids is not None else [-1] * n
     return [
-        {"counts": e["counts"], "bbox": [float(v) for v in e["bbox"]], "area": int(e["area"]),
+        {"counts": e["counts"].encode() if isinstance(e["counts"], str) else e["counts"],
+         "bbox": [float(v) for v in e["bbox"]], "area": int(e["area"]),
          "score": float(s), "stability": None if st is None else float(st),
          "category_id": int(c), "source": pred.source}
         for e, s, st, c in zip(encoded, pred.scores, stability, cats)

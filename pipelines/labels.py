@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dataset.schema import file_metadata
-from dataset.shards import ShardInfo, rebuild_manifest, write_manifest, write_shard
+from dataset.schema import file_metadata, read_metadata
+from dataset.shards import ShardInfo, open_shard, shard_path, write_manifest, write_shard
 from labeling.backends.base import build_backend
 from labeling.config import LabelingConfig, ModelConfig, resolve
 from labeling.images import imagenet_classes, list_images
@@ -297,8 +297,9 @@ def label_images(
     log.info("%d images in %d shards under %s: %d shards done, %d to label",
              len(records), len(shards), root, len(done), len(pending))
     summary = Summary(output, len(records), 0, 0, 0, 0, len(done), 0.0)
-    if not pending:
-        rebuild_manifest(output)
+    if not pending:  # all done: refresh the manifest (entries reused, not re-hashed)
+        meta = read_metadata(open_shard(shard_path(output, 0)).schema_arrow)
+        write_manifest(output, list(infos.values()), meta)
         summary.seconds = time.perf_counter() - t0
         return summary
     started = _start_ray(address)
