@@ -38,8 +38,13 @@ def load_pretrained(loader: Callable[..., Any], checkpoint: str | Path, what: st
     try:
         return loader.from_pretrained(source, local_files_only=True, **kwargs)
     except OSError as err:
+        if Path(source).is_dir():  # a folder that is there but not loadable: say why
+            raise FileNotFoundError(f"{what}: cannot load {source}: {err}") from None
         entry = entry_for_source(str(checkpoint))
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        local = hf_local_dir(str(checkpoint))
+        hint = download_hint(entry) if entry else (
+            f"fetch it into {local} (e.g. `hf download {checkpoint} --local-dir {local}`) "
+            "or pass a local folder")
         raise FileNotFoundError(
-            f"{what} checkpoint {str(checkpoint)!r} is not on this machine ({first}); "
-            + download_hint(entry)) from None
+            f"{what} checkpoint {str(checkpoint)!r} is not on this machine (looked in {local} "
+            f"and the Hugging Face cache); {hint}") from None

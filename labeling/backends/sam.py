@@ -108,11 +108,11 @@ def load_sam(model_type: str = "vit_h", checkpoint: str | Path | None = None,
     """Build a SAM of `model_type` and load its weights on the CPU, then move it to `device`."""
     import torch
 
+    path = None if checkpoint == "random" else resolve_sam_checkpoint(model_type, checkpoint)
     sam = build_sam_architecture(model_type)
-    if checkpoint == "random":
+    if path is None:
         log.warning("SAM %s with RANDOM weights (speed measurements only)", model_type)
     else:
-        path = resolve_sam_checkpoint(model_type, checkpoint)
         log.info("loading SAM %s from %s", model_type, path)
         state = torch.load(path, map_location="cpu", weights_only=True)
         try:

@@ -126,7 +126,7 @@ def save_segformer(path: Path, size: int = 64) -> Path:
 WORDS = ["cat", "dog", "tabby", "golden", "retriever", "a", "photo", "of", "."]
 
 
-def save_grounding_dino(path: Path, size: int = 64) -> Path:
+def save_grounding_dino(path: Path, size: int = 128) -> Path:
     from transformers import (
         BertConfig,
         BertTokenizer,
@@ -151,6 +151,7 @@ def save_grounding_dino(path: Path, size: int = 64) -> Path:
         max_text_len=32, encoder_n_points=2, decoder_n_points=2,
     )
     GroundingDinoForObjectDetection(config).eval().save_pretrained(path)
+    # at 64 px the extra 1/64 feature level is 1x1, which its GroupNorm refuses
     image_processor = GroundingDinoImageProcessor(
         size={"shortest_edge": size, "longest_edge": 2 * size})
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer) \
