@@ -34,6 +34,16 @@ DEFAULT_ROW_GROUP = 256
 DEFAULT_ZSTD_LEVEL = 9
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; published shards follow the umask.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class ShardError(ValueError):
     """A label shard or directory that cannot be read; the message names the file."""
 
@@ -61,6 +71,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -100,6 +111,7 @@ def write_shard(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         pq.write_table(
             table, tmp, row_group_size=row_group_size, compression="zstd",
             compression_level=compression_level, use_dictionary=["status", "error"],

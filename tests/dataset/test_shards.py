@@ -131,3 +131,17 @@ def test_malformed_inputs_give_one_clear_line(tmp_path):
     with pytest.raises(ShardError, match="manifest.json: not valid JSON"):
         read_manifest(tmp_path)
     json.loads("{}")
+
+
+def test_published_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from dataset.shards import FILE_MODE
+
+    rng = np.random.default_rng(2)
+    info = write_shard(tmp_path, 3, [make_row(rng, 0)[0]], metadata())
+    write_manifest(tmp_path, [info], metadata())
+    for p in (tmp_path / "shards" / "part-00003.parquet", tmp_path / "manifest.json"):
+        assert stat.S_IMODE(os.stat(p).st_mode) == FILE_MODE
+    assert FILE_MODE & stat.S_IRGRP or os.umask(os.umask(0)) & 0o040
