@@ -119,6 +119,8 @@ def main(argv: list[str]) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("c2fmae bench model: error: --device cuda but CUDA is not available")
     overrides = parse_overrides(args.set)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if len(names) != 2:
