@@ -35,6 +35,7 @@ from labeling.report.scan import (
     read_rows_at,
     resolve_image_root,
     row_groups,
+    stats_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class ReportConfig:
     gallery: int = 12  # images per gallery
     top_categories: int = 20
     seed: int = 0
-    thumbnail: int = 320  # longest side of an overlay, pixels
+    thumbnail: int = 280  # longest side of an overlay, pixels
     partition_rows: int = 5000  # hash-join partition size (rows per side in memory)
 
     def check(self) -> None:
@@ -89,7 +90,8 @@ def scan_set(name: str, reader: LabelReader, cfg: ReportConfig,
     rows = sum(g.rows for g in groups)
     log.info("set %s: reading %d of %d rows from %s", name, rows, len(reader), path)
     with tqdm(total=rows, unit="rows", desc=f"report {name}", leave=False) as bar:
-        for table, grp in iter_tables(reader, groups, SCAN_COLUMNS):
+        columns = SCAN_COLUMNS if gt is not None else stats_columns(reader)  # GT decodes masks
+        for table, grp in iter_tables(reader, groups, columns):
             stats.update(table, grp.shard, grp.first_row)
             if gt is not None:
                 _score_ground_truth(gt, table)

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dataset.reader import semantic_map
 from dataset.schema import STATUS_OK
+from labeling.report.compare import compact, label_map, pair_counts
 
 NO_PREDICTION = -1
 RGB_IGNORE, GRAY_IGNORE = 1000, 255
@@ -101,9 +101,9 @@ class GtMapping:
 
     def to_gt(self, pseudo: np.ndarray, class_index: int) -> np.ndarray:
         """Pseudo label map (-1 unlabeled) -> GT ids (NO_PREDICTION where none applies)."""
-        ids, inverse = np.unique(pseudo, return_inverse=True)
-        lut = np.array([self._one(int(i), class_index) for i in ids], dtype=np.int64)
-        return lut[inverse.reshape(pseudo.shape)]
+        local, values = compact(pseudo)
+        lut = np.array([self._one(int(i), class_index) for i in values], dtype=np.int64)
+        return lut[local]
 
     def _one(self, cid: int, class_index: int) -> int:
         if cid < 0:
@@ -159,7 +159,7 @@ class GroundTruthScore:
         if gt.shape != (row["height"], row["width"]):
             size = gt.shape
             self.resized += 1
-        pred = self.mapping.to_gt(semantic_map(row, size), int(row["class_index"]))
+        pred = self.mapping.to_gt(label_map(row, size), int(row["class_index"]))
         ignore = self.mapping.ignore if self.mapping.ignore is not None else (
             [RGB_IGNORE] if rgb else [GRAY_IGNORE])
         keep = ~np.isin(gt, ignore)
@@ -167,10 +167,9 @@ class GroundTruthScore:
         self.images += 1
 
     def _add(self, gt: np.ndarray, pred: np.ndarray) -> None:
-        code = gt.astype(np.int64) * (1 << 32) + (pred.astype(np.int64) + 1)
-        codes, counts = np.unique(code, return_counts=True)
-        for c, n in zip(codes.tolist(), counts.tolist()):
-            key = (c >> 32, (c & 0xFFFFFFFF) - 1)
+        if gt.size == 0:
+            return
+        for key, n in pair_counts(gt, pred).items():
             self.confusion[key] = self.confusion.get(key, 0) + n
 
     def per_class(self) -> list[dict[str, Any]]:

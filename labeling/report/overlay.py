@@ -28,10 +28,20 @@ _BASE_COLOURS = [
 OUTLINE = (255, 255, 255)
 MISSING_GREY = 110
 ALPHA = 0.5
+# Categories that mean "nothing in particular" get a light grey tint, so objects stand out.
+BACKGROUND_NAMES = {"background", "unlabeled", "unlabelled", "void", "other", "none"}
+BACKGROUND_GREY = (128, 128, 128)
+BACKGROUND_ALPHA = 0.25
 
 
-def category_colour(category_id: int) -> tuple[int, int, int]:
-    """A fixed RGB colour per category id (the same in every report)."""
+def is_background(name: str | None) -> bool:
+    return (name or "").strip().lower() in BACKGROUND_NAMES
+
+
+def category_colour(category_id: int, name: str | None = None) -> tuple[int, int, int]:
+    """A fixed RGB colour per category id (the same in every report); grey for background."""
+    if is_background(name):
+        return BACKGROUND_GREY
     if 0 <= category_id < len(_BASE_COLOURS):
         h = _BASE_COLOURS[category_id].lstrip("#")
         return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
@@ -40,8 +50,8 @@ def category_colour(category_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def hex_colour(category_id: int) -> str:
-    r, g, b = category_colour(category_id)
+def hex_colour(category_id: int, name: str | None = None) -> str:
+    r, g, b = category_colour(category_id, name)
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
@@ -92,14 +102,19 @@ def outlines(ids: np.ndarray) -> np.ndarray:
     return edge
 
 
-def draw_labels(photo: np.ndarray, sem: np.ndarray, inst: np.ndarray) -> np.ndarray:
+def draw_labels(photo: np.ndarray, sem: np.ndarray, inst: np.ndarray,
+                vocab: dict[int, str] | None = None) -> np.ndarray:
     """Blend semantic colours into an RGB uint8 picture and draw instance outlines."""
     out = photo.astype(np.float32)
+    vocab = vocab or {}
     for cat in np.unique(sem).tolist():
         if cat < 0:
             continue
         where = sem == cat
-        out[where] = (1 - ALPHA) * out[where] + ALPHA * np.array(category_colour(cat), np.float32)
+        name = vocab.get(cat)
+        alpha = BACKGROUND_ALPHA if is_background(name) else ALPHA
+        colour = np.array(category_colour(cat, name), np.float32)
+        out[where] = (1 - alpha) * out[where] + alpha * colour
     out[outlines(inst)] = OUTLINE
     return out.clip(0, 255).astype(np.uint8)
 
@@ -118,14 +133,15 @@ def render(row: dict[str, Any], root: Path | None, vocab: dict[int, str],
         photo = np.asarray(image.resize((size[1], size[0]), Image.BILINEAR))[..., :3]
     sem = semantic_map(row, size)
     inst = instance_map(row, size)
-    picture = draw_labels(photo, sem, inst)
+    picture = draw_labels(photo, sem, inst, vocab)
     buf = io.BytesIO()
     Image.fromarray(picture).save(buf, format="JPEG", quality=quality)
     uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
     total = float(h * w) or 1.0
     legend = [
         {"category_id": e["category_id"], "name": vocab.get(e["category_id"], f"#{e['category_id']}"),
-         "colour": hex_colour(e["category_id"]), "share": e["area"] / total}
+         "colour": hex_colour(e["category_id"], vocab.get(e["category_id"])),
+         "share": e["area"] / total}
         for e in sorted(row["semantic"] or [], key=lambda e: -e["area"])
     ]
     return Overlay(row["image_id"], uri, size[1], size[0], legend,

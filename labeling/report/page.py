@@ -57,8 +57,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") 
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def swatch(category_id: int, text: str) -> Raw:
-    return Raw(f'<span class="sw" style="background:{hex_colour(category_id)}"></span>{esc(text)}')
+def swatch(category_id: int, text: str, name: str | None = None) -> Raw:
+    colour = hex_colour(category_id, name)
+    return Raw(f'<span class="sw" style="background:{colour}"></span>{esc(text)}')
 
 
 def img(uri: str, alt: str, width: int | None = None, height: int | None = None) -> str:
@@ -104,6 +105,7 @@ def totals(summary: dict[str, Any]) -> str:
     columns = sorted({c for s in sets.values() for c in s["disk"]["columns"]},
                      key=lambda c: -max(s["disk"]["columns"].get(c, 0) for s in sets.values()))
     per_column = [row(c, lambda s, c=c: human_bytes(s["disk"]["columns"].get(c, 0))) for c in columns]
+    per_column.append(row("footers and metadata", lambda s: human_bytes(s["disk"]["footer_bytes"])))
     out = ("<h2 id='totals'>Totals</h2>" + table(["", *names], rows, "num")
            + "<details><summary>bytes on disk per column (compressed)</summary>"
            + table(["column", *names], per_column, "num") + "</details>")
@@ -168,7 +170,7 @@ def categories(summary: dict[str, Any], top: int) -> str:
     for name, rows in series:
         out.append(f"<details><summary>{esc(name)}: all {len(rows)} categories</summary>" + table(
             ["category", "pixel share", "images", "instances", "mean score"],
-            [[swatch(r["category_id"], r["name"]), pct(r["pixel_share"]), fmt(r["images"]),
+            [[swatch(r["category_id"], r["name"], r["name"]), pct(r["pixel_share"]), fmt(r["images"]),
               fmt(r["instances"]), fmt(r["mean_score"])] for r in rows], "num") + "</details>")
     return "".join(out)
 
@@ -191,7 +193,7 @@ def classes(summary: dict[str, Any], limit: int = 1000) -> str:
             if r is None:
                 cells += ["–", "–", "–"]
                 continue
-            cats = Raw("<br>".join(swatch(k["category_id"], f"{k['name']} {pct(k['pixel_share'])}")
+            cats = Raw("<br>".join(swatch(k["category_id"], f"{k['name']} {pct(k['pixel_share'])}", k["name"])
                                    for k in r["categories"][:3]))
             cells += [fmt(r["images"]), cats, pct(r["unlabeled_share"])]
         rows.append(cells)
@@ -205,11 +207,12 @@ def classes(summary: dict[str, Any], limit: int = 1000) -> str:
 
 
 def card(ov: Overlay, lines: Sequence[str]) -> str:
-    legend = "".join(f"<li>{swatch(e['category_id'], e['name'] + ' ' + pct(e['share']))}</li>"
+    legend = "".join(f"<li>{swatch(e['category_id'], e['name'] + ' ' + pct(e['share']), e['name'])}</li>"
                      for e in ov.legend[:8])
     note = f"<div class='note'>{esc(ov.note)}</div>" if ov.note else ""
     text = "".join(f"<div>{esc(t)}</div>" for t in lines)
-    return (f"<figure class='card'>{img(ov.data_uri, ov.image_id, ov.width, ov.height)}"
+    return (f"<figure class='card' style='width:{max(ov.width, 200) + 12}px'>"
+            f"{img(ov.data_uri, ov.image_id, ov.width, ov.height)}"
             f"<figcaption><code>{esc(ov.image_id)}</code>{text}<div>{ov.instances} instances</div>"
             f"{note}<ul class='legend'>{legend}</ul></figcaption></figure>")
 
@@ -226,13 +229,19 @@ def galleries(summary: dict[str, Any], items: dict[str, dict[str, list]]) -> str
     for name, per in items.items():
         metric = summary["sets"][name]["worst_metric"]
         out.append(f"<h3>{esc(name)}: random sample</h3><div class='gallery'>"
-                   + "".join(card(i["overlay"], [f"class {i['class_index']} {i['class_name']}"])
+                   + "".join(card(i["overlay"], [_class_line(i)])
                              for i in per["sample"]) + "</div>")
         out.append(f"<h3>{esc(name)}: worst by {esc(metric)}</h3><div class='gallery'>"
                    + ("".join(card(i["overlay"], [f"{metric.split()[0]} = {fmt(i['value'])}"])
                               for i in per["worst"]) or "<p>No image has this metric.</p>")
                    + "</div>")
     return "".join(out)
+
+
+def _class_line(item: dict[str, Any]) -> str:
+    if item["class_index"] < 0:
+        return "no ImageNet class"
+    return f"class {item['class_index']}: {item['class_name']}"
 
 
 def comparison(summary: dict[str, Any], comp: dict[str, Any]) -> str:

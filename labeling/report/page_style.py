@@ -30,9 +30,8 @@ figure.plot figcaption { font-size: 12px; color: var(--muted); max-width: 420px;
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 .pair { display: flex; gap: 6px; margin-bottom: 12px; padding: 6px; background: #f6f7f9;
         border-radius: 4px; width: fit-content; }
-figure.card { width: 330px; border: 1px solid var(--line); border-radius: 4px; padding: 5px;
-              background: #fff; }
-figure.card img { display: block; max-width: 320px; height: auto; }
+figure.card { border: 1px solid var(--line); border-radius: 4px; padding: 5px; background: #fff; }
+figure.card img { display: block; height: auto; }
 figure.card figcaption { font-size: 12px; margin-top: 4px; }
 figure.card .note { color: var(--warn); }
 ul.legend { list-style: none; padding: 0; margin: 3px 0 0; columns: 2; font-size: 11px; }

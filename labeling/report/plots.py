@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 SERIES_COLOURS = ("#4c72b0", "#dd8452")
-FIGSIZE = (4.6, 2.9)
+FIGSIZE = (4.0, 2.5)
 DPI = 90
 
 

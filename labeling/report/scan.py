@@ -23,8 +23,18 @@ from dataset.shards import MANIFEST, ShardError, open_shard
 
 log = logging.getLogger(__name__)
 
-# What the statistics pass reads: everything but the optional image copy.
+# What the galleries read back: everything but the optional image copy.
 SCAN_COLUMNS = list(LABEL_COLUMNS)
+SKIPPED_FIELDS = {"counts", "bbox", "image_bytes"}  # the bulk of the bytes; not needed
+
+
+def stats_columns(reader: LabelReader) -> list[str]:
+    """Parquet leaf paths the statistics pass reads: every label column except the RLE
+    counts, boxes and the image copy, so the pass reads a small share of the file's bytes."""
+    schema = open_shard(reader.paths[0]).metadata.schema
+    paths = [schema.column(i).path for i in range(len(schema))]
+    return [p for p in paths if not set(p.split(".")) & SKIPPED_FIELDS
+            and p.split(".")[0] in LABEL_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,8 @@ def disk_usage(reader: LabelReader) -> dict[str, Any]:
         "manifest_bytes": os.path.getsize(manifest) if manifest and manifest.exists() else 0,
         "bytes_per_row": shard_bytes / rows if rows else None,
         "columns": dict(sorted(columns.items(), key=lambda kv: -kv[1])),
+        # Parquet footers: schema, row-group index and the c2fmae metadata (vocabularies)
+        "footer_bytes": shard_bytes - sum(columns.values()),
     }
 
 

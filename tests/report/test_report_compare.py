@@ -112,3 +112,21 @@ def test_compare_with_sample_uses_sampled_rows_only(set_a: Path, tmp_path: Path)
     c = summary["compare"]
     assert c["join"]["method"] == "hash" and c["join"]["joined"] == 2
     assert summary["sets"]["A"]["rows_read"] == 2
+
+
+def test_rle_pair_counts_equal_decoded_counts():
+    """The no-decode path gives exactly the pixel counts of the decoded label maps."""
+    from dataset import masks
+    from labeling.report.compare import label_map, pair_counts, rle_pair_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        h, w = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+        maps = []
+        for _ in range(2):
+            m = rng.integers(-1, 6, size=(h // 5 + 1, w // 5 + 1)).astype(np.int32)
+            maps.append(np.kron(m, np.ones((5, 5), np.int32))[:h, :w])  # blocky regions
+        rows = [{"height": h, "width": w, "semantic": masks.semantic_entries(m)} for m in maps]
+        expected = pair_counts(maps[0], maps[1])
+        assert rle_pair_counts(rows[0], rows[1]) == expected
+        assert pair_counts(label_map(rows[0]), label_map(rows[1])) == expected
