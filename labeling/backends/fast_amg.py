@@ -8,6 +8,7 @@ crops preferring smaller crops, optional removal of small islands and holes. Wha
 is where the work happens:
 
 - the image encoder runs on several images (crops) per call, under bf16 autocast on CUDA,
+  with its attention through torch's fused scaled_dot_product_attention (sam_sdpa.py),
   optionally through torch.compile;
 - the decoder takes `points_per_batch` points per call (256 by default, stock uses 64);
 - the predicted-IoU filter runs on the low-resolution logits, so only the surviving masks
@@ -17,9 +18,10 @@ is where the work happens:
   and only the run boundaries move to the host (stock encodes every mask that passes the
   filters, one device-to-host copy per mask, before NMS drops most of them).
 
-With float32 and equal settings the masks equal stock AMG's (tests/labeling/test_fast_amg.py
-checks this on a tiny random SAM); bf16 changes the logits slightly, so masks near the
-thresholds can flip (see BENCHMARKS.md for the measured effect on mask counts).
+With float32, plain attention and equal settings the masks equal stock AMG's
+(tests/labeling/test_fast_amg.py checks this on a tiny random SAM); bf16 and fused attention
+(both on by default on CUDA only) change the logits slightly, so masks near the thresholds
+can flip (BENCHMARKS.md reports how many stock masks the fast path still finds).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch.nn import functional as F
 from labeling.backends.base import Backend, InstancePrediction, Prediction
 from labeling.backends.mask_ops import encode_rles, mask_boxes_xyxy, stability_scores
 from labeling.backends.sam import AMG_DEFAULTS, load_sam
+from labeling.backends.sam_sdpa import FusedAttention
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +72,16 @@ class FastAmgBackend(Backend):
 
     def __init__(self, device: str = "cpu", model_type: str = "vit_h",
                  checkpoint: str | None = None, image_batch_size: int = 4, bf16: bool = True,
-                 compile: bool = False, **amg: Any):
+                 compile: bool = False, sdpa: bool | None = None, model: Any = None,
+                 **amg: Any):
         unknown = set(amg) - set(FAST_DEFAULTS)
         if unknown:
             raise ValueError(f"unknown sam-amg-fast settings {sorted(unknown)}; "
                              f"known: {', '.join(FAST_DEFAULTS)}")
         s = {**FAST_DEFAULTS, **amg}
         super().__init__(device=device, model_type=model_type, checkpoint=checkpoint,
-                         image_batch_size=image_batch_size, bf16=bf16, compile=compile, **s)
+                         image_batch_size=image_batch_size, bf16=bf16, compile=compile,
+                         sdpa=sdpa, **s)
         from segment_anything.utils.amg import build_all_layer_point_grids
         from segment_anything.utils.transforms import ResizeLongestSide
 
@@ -91,12 +96,17 @@ class FastAmgBackend(Backend):
         if s["min_mask_region_area"] > 0:
             import cv2  # noqa: F401  (fail now, not after the first batch)
         self.s = s
-        self.model = load_sam(model_type, checkpoint, device)
+        # `model`: an already-built Sam (the benchmark shares one with stock AMG)
+        self.model = load_sam(model_type, checkpoint, device) if model is None else model
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.encoder = torch.compile(self.model.image_encoder) if compile else \
             self.model.image_encoder
         self.image_batch_size = max(1, int(image_batch_size))
-        self.bf16 = bool(bf16) and torch.device(device).type == "cuda"
+        on_cuda = torch.device(device).type == "cuda"
+        self.bf16 = bool(bf16) and on_cuda
+        # fused attention changes float rounding, so by default only where it pays: CUDA
+        self.attention = FusedAttention(self.model.image_encoder) if \
+            (on_cuda if sdpa is None else sdpa) else contextlib.nullcontext()
 
     def _autocast(self):
         if self.bf16:
@@ -131,7 +141,7 @@ class FastAmgBackend(Backend):
             pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)
             batch.append(self.model.preprocess(pixels[None])[0])
             sizes.append(tuple(resized.shape[:2]))
-        with self._autocast():
+        with self._autocast(), self.attention:
             return self.encoder(torch.stack(batch)), sizes
 
     def _decode(self, embedding: torch.Tensor, coords: np.ndarray):
@@ -215,6 +225,8 @@ class FastAmgBackend(Backend):
         if len(masks) == 0:
             return masks.new_zeros((0, h, w))
         x0, y0, x1, y1 = box
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            return masks
         return F.pad(masks, (x0, w - x1, y0, h - y1), value=False)
 
     def _remove_small_regions(self, masks: torch.Tensor):

@@ -183,3 +183,23 @@ def test_bf16_on_cuda_gives_valid_masks_close_to_stock(sam_path, images):
         assert abs(len(a) - len(b)) <= max(2, len(a) // 5)
         for r in b.rles:
             assert decode(r["counts"], *image.shape[:2]).sum() == r["area"]
+
+
+def test_fused_attention_matches_the_encoder_and_restores_it(sam_path, images):
+    from labeling.backends.sam import load_sam
+    from labeling.backends.sam_sdpa import FusedAttention
+
+    model = load_sam("tiny", sam_path)
+    with torch.no_grad():
+        x = model.preprocess(torch.randint(0, 255, (2, 3, 256, 256)).float())
+        plain = model.image_encoder(x)
+        fused = FusedAttention(model.image_encoder)
+        with fused:
+            patched = model.image_encoder(x)
+        assert not any("forward" in vars(m) for m in model.image_encoder.modules())
+        torch.testing.assert_close(patched, plain, rtol=1e-4, atol=1e-4)
+    settings = dict(SETTINGS, box_nms_thresh=1.0)
+    stock = _stock(sam_path, images, **settings)
+    fast = _run("sam-amg-fast", sam_path, images, image_batch_size=1, sdpa=True, **settings)
+    for a, b in zip(stock, fast):
+        assert abs(len(a) - len(b)) <= max(1, len(a) // 50)
