@@ -6,9 +6,11 @@
    and give each instance the semantic category that covers most of it.
 3. ``ok_row`` / ``error_row``: the row dicts of the label schema (dataset/schema.py).
 
-Everything after step 1 works on RLEs through pycocotools, so fusion never decodes a mask:
-the share of an instance inside each semantic category comes from one ``iou`` call with the
-semantic masks marked as crowd regions, where pycocotools divides by the instance's area.
+Everything after step 1 works on the run lengths of the RLEs (labeling/rle.py), so fusion
+never decodes a mask: overlaps of masks are overlaps of their column-major 1-runs. The
+numbers are exactly those of pycocotools: IoU = |a & b| / |a | b| (``iou``, not crowd), the
+share of an instance in a semantic category = |instance & category| / |instance| (``iou``
+with the category as a crowd region), covered pixels = area of the union (``merge``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from dataset.masks import nearest_indices
+from dataset import masks as mask_codec
+from dataset.masks import Runs, nearest_indices
 from dataset.schema import STATUS_ERROR, STATUS_OK
 from labeling import rle
 from labeling.backends.base import InstancePrediction, SemanticPrediction
@@ -35,16 +37,9 @@ def _restore(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array[..., rows[:, None], cols[None, :]]
 
 
-def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = None) -> list[dict]:
-    """Label map int [H, W] (-1 unlabeled) -> schema `semantic` entries, one per category."""
-    flat = label_map.ravel()
-    if flat.size and flat.min() < -1:
-        raise ValueError(f"semantic label map has ids below -1 (min {flat.min()})")
-    present = np.flatnonzero(np.bincount(flat + 1)) - 1  # bincount beats np.unique here
-    categories = [int(c) for c in present if c >= 0]
-    if not categories:
-        return []
-    encoded = rle.records(rle.label_runs(label_map, categories), *label_map.shape)
+def _semantic_entries(
+    categories: list[int], encoded: list[dict], scores: dict[int, float] | None,
+) -> list[dict]:
     scores = scores or {}
     return [
         {"category_id": c, "counts": e["counts"], "area": e["area"],
@@ -53,48 +48,85 @@ def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = No
     ]
 
 
-def encode_semantic(pred: SemanticPrediction, size: tuple[int, int]) -> tuple[list[dict], float | None]:
-    """Semantic prediction at model resolution -> (entries at `size`, mean confidence or None)."""
+def label_map_entries(
+    label_map: np.ndarray, scores: dict[int, float] | None = None,
+) -> tuple[list[dict], Runs]:
+    """Label map int [H, W] (-1 unlabeled) -> (schema `semantic` entries, one per category
+    present, and their runs, which fusion can use instead of decoding the entries)."""
+    if label_map.size and label_map.min() < -1:
+        raise ValueError(f"semantic label map has ids below -1 (min {label_map.min()})")
+    categories, runs, offsets = mask_codec.label_runs(label_map)
+    encoded = mask_codec.encode_runs(runs, offsets, label_map.shape[0]) if categories else []
+    return _semantic_entries(categories, encoded, scores), (runs, offsets)
+
+
+def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = None) -> list[dict]:
+    """Label map int [H, W] (-1 unlabeled) -> schema `semantic` entries, one per category."""
+    return label_map_entries(label_map, scores)[0]
+
+
+def semantic_with_runs(
+    pred: SemanticPrediction, size: tuple[int, int],
+) -> tuple[list[dict], float | None, Runs]:
+    """Semantic prediction at model resolution -> (entries at `size`, mean confidence or
+    None, runs of the entries)."""
     label_map = np.asarray(pred.label_map)
     if label_map.ndim != 2:
         raise ValueError(f"semantic label map must be [H, W], got shape {label_map.shape}")
-    entries = encode_label_map(_restore(label_map.astype(np.int32, copy=False), size), pred.scores)
+    entries, runs = label_map_entries(_restore(label_map.astype(np.int32, copy=False), size), pred.scores)
     confidence = None
     if pred.confidence is not None:
         labeled = label_map >= 0
         if labeled.any():
             confidence = float(np.asarray(pred.confidence)[labeled].mean())
-    return entries, confidence
+    return entries, confidence, runs
+
+
+def encode_semantic(pred: SemanticPrediction, size: tuple[int, int]) -> tuple[list[dict], float | None]:
+    """Semantic prediction at model resolution -> (entries at `size`, mean confidence or None)."""
+    return semantic_with_runs(pred, size)[:2]
+
+
+def instances_with_runs(
+    pred: InstancePrediction, model_size: tuple[int, int], size: tuple[int, int],
+) -> tuple[list[dict], Runs | None]:
+    """Instance prediction at `model_size` -> (instance entries (RLE at `size`), unfiltered;
+    their runs where they were encoded here, None where the backend's RLEs are kept)."""
+    n, runs = len(pred), None
+    if pred.masks is not None:
+        masks = np.asarray(pred.masks, dtype=bool)
+        if masks.shape != (n, *model_size):
+            raise ValueError(f"instance masks have shape {masks.shape}, expected {(n, *model_size)}")
+        masks = _restore(masks, size)
+    elif pred.rles is not None and tuple(model_size) != tuple(size) and len(pred.rles):
+        # re-encode at the original size
+        stack = mask_codec.decode_many([e["counts"] for e in pred.rles], *model_size)
+        masks = _restore(stack.transpose(2, 0, 1).astype(bool), size)
+    else:
+        masks = None
+    if masks is not None and len(masks):
+        runs = mask_codec.mask_runs(masks)
+        encoded = mask_codec.encode_runs(*runs, masks.shape[1])
+    else:
+        encoded = [] if masks is not None or pred.rles is None else list(pred.rles)
+    if len(encoded) != n:
+        raise ValueError(f"instance prediction has {n} scores but {len(encoded)} masks")
+    stability = np.asarray(pred.stability).tolist() if pred.stability is not None else [None] * n
+    cats = np.asarray(pred.category_ids).tolist() if pred.category_ids is not None else [-1] * n
+    return [
+        {"counts": e["counts"].encode() if isinstance(e["counts"], str) else e["counts"],
+         "bbox": [float(v) for v in e["bbox"]], "area": int(e["area"]),
+         "score": float(s), "stability": None if st is None else float(st),
+         "category_id": int(c), "source": pred.source}
+        for e, s, st, c in zip(encoded, np.asarray(pred.scores).tolist(), stability, cats)
+    ], runs
 
 
 def encode_instances(
     pred: InstancePrediction, model_size: tuple[int, int], size: tuple[int, int],
 ) -> list[dict]:
     """Instance prediction at `model_size` -> instance entries (RLE at `size`), unfiltered."""
-    n = len(pred)
-    if pred.masks is not None:
-        masks = np.asarray(pred.masks, dtype=bool)
-        if masks.shape != (n, *model_size):
-            raise ValueError(f"instance masks have shape {masks.shape}, expected {(n, *model_size)}")
-        encoded = rle.encode_masks(_restore(masks, size))
-    elif pred.rles is not None:
-        encoded = list(pred.rles)
-        if tuple(model_size) != tuple(size) and encoded:  # re-encode at the original size
-            stack = mask_utils.decode([{"size": list(model_size), "counts": e["counts"]} for e in encoded])
-            encoded = rle.encode_masks(_restore(stack.transpose(2, 0, 1).astype(bool), size))
-    else:
-        encoded = []
-    if len(encoded) != n:
-        raise ValueError(f"instance prediction has {n} scores but {len(encoded)} masks")
-    stability = pred.stability if pred.stability is not None else [None] * n
-    cats = pred.category_ids if pred.category_ids is not None else [-1] * n
-    return [
-        {"counts": e["counts"].encode() if isinstance(e["counts"], str) else e["counts"],
-         "bbox": [float(v) for v in e["bbox"]], "area": int(e["area"]),
-         "score": float(s), "stability": None if st is None else float(st),
-         "category_id": int(c), "source": pred.source}
-        for e, s, st, c in zip(encoded, pred.scores, stability, cats)
-    ]
+    return instances_with_runs(pred, model_size, size)[0]
 
 
 @dataclass
@@ -106,74 +138,72 @@ class Fused:
     covered: int = 0  # pixels inside any kept instance
 
 
-def _rles(entries: list[dict], height: int, width: int) -> list[dict]:
-    return [{"size": [height, width], "counts": e["counts"]} for e in entries]
+def duplicates(intervals: rle.Intervals, areas: np.ndarray, max_iou: float) -> np.ndarray:
+    """Masks (best first) to drop: each whose IoU with a better, kept one exceeds max_iou.
+
+    `areas` are the stored areas (at least 1): IoU(a, b) <= min(area) / max(area), so only
+    pairs of similar area are measured, and of those only pairs whose column ranges meet.
+    """
+    n = len(intervals)
+    dropped = np.zeros(n, dtype=bool)
+    i, j = np.triu_indices(n, 1)
+    keep = np.minimum(areas[i], areas[j]) / np.maximum(areas[i], areas[j]) > max_iou
+    i, j = i[keep], j[keep]
+    if not len(i):
+        return dropped
+    inter = intervals.intersections(i, j).astype(np.float64)
+    union = intervals.area[i] + intervals.area[j] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
+    for a, b in zip(i[iou > max_iou].tolist(), j[iou > max_iou].tolist()):  # a < b, by a
+        if not dropped[a]:
+            dropped[b] = True
+    return dropped
 
 
-def dedupe(instances: list[dict], height: int, width: int, max_iou: float) -> list[dict]:
-    """Keep instances best score first, dropping any whose IoU with a kept one > max_iou."""
-    ordered = sorted(instances, key=lambda e: -(e["score"] or 0.0))
-    areas = np.array([max(e["area"], 1) for e in ordered], dtype=np.float64)
-    rles = _rles(ordered, height, width)
-    dropped = np.zeros(len(ordered), dtype=bool)
-    for i in range(len(ordered)):
-        if dropped[i]:
-            continue
-        later = np.arange(i + 1, len(ordered))
-        later = later[~dropped[later]]
-        # IoU(a, b) <= min(area) / max(area): only masks of similar area can be duplicates
-        later = later[np.minimum(areas[later], areas[i]) / np.maximum(areas[later], areas[i])
-                      > max_iou]
-        if len(later):
-            iou = np.asarray(mask_utils.iou([rles[j] for j in later], [rles[i]], [0])).ravel()
-            dropped[later[iou > max_iou]] = True
-    return [e for e, d in zip(ordered, dropped) if not d]
-
-
-def assign_categories(
-    instances: list[dict], semantic: list[dict], height: int, width: int, min_share: float,
-) -> list[float]:
-    """Set each instance's category_id to its majority semantic class; returns the shares."""
-    if not instances or not semantic:
-        return []
-    # crowd IoU = |instance & region| / |instance|: the share of the instance in each class
-    share = np.asarray(mask_utils.iou(
-        _rles(instances, height, width), _rles(semantic, height, width), [1] * len(semantic)
-    )).reshape(len(instances), len(semantic))
-    best = share.argmax(1)
-    purity = share[np.arange(len(instances)), best]
-    cats = [e["category_id"] for e in semantic]
-    for inst, b, p in zip(instances, best, purity):
-        inst["category_id"] = int(cats[b]) if p > min_share else -1
-    return [float(p) for p in purity]
-
-
-def union_area(entries: list[dict], height: int, width: int) -> int:
-    """Pixels covered by any of the RLE entries (one pycocotools merge)."""
-    if len(entries) < 2:
-        return int(entries[0]["area"]) if entries else 0
-    return int(mask_utils.area(mask_utils.merge(_rles(entries, height, width), intersect=False)))
+def category_shares(intervals: rle.Intervals, regions: rle.Intervals) -> np.ndarray:
+    """float64 [N, C]: the share of each instance's pixels inside each semantic region."""
+    inter = intervals.overlaps_with(regions).astype(np.float64)
+    area = np.broadcast_to(intervals.area[:, None], inter.shape).astype(np.float64)
+    return np.divide(inter, area, out=np.zeros_like(inter), where=inter > 0)
 
 
 def fuse(
     semantic: list[dict] | None, instances: list[dict] | None, height: int, width: int,
-    thresholds: Thresholds,
+    thresholds: Thresholds, semantic_runs: Runs | None = None, instance_runs: Runs | None = None,
 ) -> Fused:
     """Filter instances (tiny, duplicate) and label them with the majority semantic class.
 
-    Without semantic entries (no semantic model) the backend's own category ids are kept.
-    Instances come back sorted by score, best first.
+    Tiny: stored area below the thresholds. Duplicates: greedy, best score first, a mask
+    whose IoU with a kept one exceeds `duplicate_iou` is dropped. Each kept instance gets
+    the category of the semantic entry covering most of it (the first on ties), or -1 if
+    that share is not above `min_category_share`. Without semantic entries (no semantic
+    model) the backend's own category ids are kept. Instances come back sorted by score,
+    best first. The runs of the entries (from the encoders) save decoding their counts.
     """
     if not instances:
         return Fused([])
     min_area = max(thresholds.min_instance_area, thresholds.min_instance_fraction * height * width)
-    big = [e for e in instances if e["area"] >= min_area]
-    kept = dedupe(big, height, width, thresholds.duplicate_iou)
+    big = [i for i, e in enumerate(instances) if e["area"] >= min_area]
+    big.sort(key=lambda i: -(instances[i]["score"] or 0.0))
+    if instance_runs is None:
+        intervals = rle.Intervals.from_counts([instances[i]["counts"] for i in big])
+    else:
+        intervals = rle.Intervals.from_runs(*instance_runs).take(np.asarray(big, np.int64))
+    areas = np.array([max(instances[i]["area"], 1) for i in big], dtype=np.float64)
+    keep = np.flatnonzero(~duplicates(intervals, areas, thresholds.duplicate_iou))
+    kept = [instances[big[k]] for k in keep.tolist()]
     purity = []
-    if semantic is not None:
-        purity = assign_categories(kept, semantic, height, width, thresholds.min_category_share)
+    if semantic and kept:
+        regions = (rle.Intervals.from_runs(*semantic_runs) if semantic_runs is not None
+                   else rle.Intervals.from_counts([e["counts"] for e in semantic]))
+        share = category_shares(intervals.take(keep), regions)
+        best = share.argmax(1)
+        top = share[np.arange(len(kept)), best]
+        for inst, b, p in zip(kept, best.tolist(), top.tolist()):
+            inst["category_id"] = int(semantic[b]["category_id"]) if p > thresholds.min_category_share else -1
+        purity = top.tolist()
     return Fused(kept, len(instances) - len(big), len(big) - len(kept), purity,
-                 union_area(kept, height, width))
+                 intervals.union_area(keep))
 
 
 def ok_row(

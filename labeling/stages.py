@@ -6,7 +6,9 @@ overhead benchmark calls them in one process. An item is a dict that grows step 
     decode:  idx, image_id, path, class_index, size (H, W), image (RGB, maybe shrunk),
              error (None or one line), image_bytes (if kept), seconds
     model:   semantic (entries at original size) + semantic_confidence, and/or
-             instances (entries, unfiltered); a failing image gets `error` set instead
+             instances (entries, unfiltered); with each, the run lengths it was encoded
+             from (semantic_runs, instance_runs; None where a backend handed over RLEs),
+             so fusion need not decode them; a failing image gets `error` set instead
     fuse:    -> one schema row dict per item (ok or error)
 
 A step never raises for a bad image: the image's item carries the reason to its error row.
@@ -20,7 +22,7 @@ from typing import Any
 
 from labeling.backends.base import Backend, Prediction, build_backend
 from labeling.config import ModelConfig, Thresholds
-from labeling.fusion import encode_instances, encode_semantic, error_row, fuse, ok_row
+from labeling.fusion import error_row, fuse, instances_with_runs, ok_row, semantic_with_runs
 from labeling.images import ImageDecodeError, class_name, decode_image, read_bytes
 from labeling.quality import image_quality
 
@@ -87,11 +89,13 @@ class ModelStage:
         if "semantic" in self.roles:
             if pred.semantic is None:
                 raise ValueError("backend returned no semantic prediction")
-            item["semantic"], item["semantic_confidence"] = encode_semantic(pred.semantic, item["size"])
+            item["semantic"], item["semantic_confidence"], item["semantic_runs"] = \
+                semantic_with_runs(pred.semantic, item["size"])
         if "instances" in self.roles:
             if pred.instances is None:
                 raise ValueError("backend returned no instance prediction")
-            item["instances"] = encode_instances(pred.instances, model_size, item["size"])
+            item["instances"], item["instance_runs"] = \
+                instances_with_runs(pred.instances, model_size, item["size"])
 
     def __call__(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         todo = [it for it in items if it["error"] is None]
@@ -129,7 +133,9 @@ def fuse_items(
                                   height, width, item["seconds"]))
             continue
         semantic, instances = item.get("semantic"), item.get("instances")
-        fused = None if instances is None else fuse(semantic, instances, height, width, thresholds)
+        fused = None if instances is None else fuse(
+            semantic, instances, height, width, thresholds,
+            item.get("semantic_runs"), item.get("instance_runs"))
         seconds = item["seconds"] + time.perf_counter() - t0
         quality = image_quality(height, width, semantic, fused,
                                 item.get("semantic_confidence"), seconds)
