@@ -24,8 +24,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dataset import masks
-
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 LABEL_STRIDE = 4  # label maps are at 1/4 of the image resolution
@@ -134,46 +132,134 @@ def label_grid(box: CropBox, out: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, (cols[::-1].copy() if box.flip else cols)
 
 
-def _sampled_stack(entries: Sequence[dict[str, Any]], order: np.ndarray, height: int, width: int,
-                   box: CropBox, out: int) -> np.ndarray:
-    """Decode the entries' masks (in `order`) and sample them on the crop grid: [out, out, N]."""
-    stack = masks.decode_many([entries[i]["counts"] for i in order], height, width)
+def rle_run_ends(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]:
+    """COCO compressed RLE strings -> (run ends of all masks concatenated, first run of each).
+
+    Vectorised form of pycocotools' rleFrString: each value is 5-bit groups, low first,
+    0x20 = more groups follow, 0x10 in the last group = negative; from the third value on,
+    each is a delta to the value two places back. Run ends are column-major pixel indices;
+    runs alternate background / foreground, starting with background.
+    """
+    raw = [c.encode() if isinstance(c, str) else bytes(c) for c in counts]
+    chars = np.frombuffer(b"".join(raw), dtype=np.uint8) - np.uint8(48)
+    last = np.flatnonzero(chars < 0x20)  # the last character of each value (0x20 clear)
+    start = np.concatenate([[0], last[:-1] + 1]).astype(np.int64)
+    size = last - start + 1  # characters per value, rarely more than 4
+    low = (chars & 0x1F).astype(np.int64)
+    x = low[start]
+    for k in range(1, int(size.max(initial=1))):
+        sel = np.flatnonzero(size > k)
+        x[sel] |= low[start[sel] + k] << (5 * k)
+    negative = np.flatnonzero(chars[last] & 0x10)
+    x[negative] |= np.left_shift(-1, 5 * size[negative])
+    # the mask of each value, the first value of each mask, and m = index inside its mask
+    mask = np.searchsorted(np.cumsum([len(r) for r in raw]), start, side="right")
+    mask_first = np.searchsorted(mask, np.arange(len(raw)))
+    value_starts = mask_first[mask]
+    m = np.arange(len(x)) - value_starts
+    before, has_before = np.maximum(value_starts - 1, 0), value_starts > 0
+
+    def per_mask_cumsum(v: np.ndarray) -> np.ndarray:
+        total = np.cumsum(v)
+        return total - np.where(has_before, total[before], 0)
+
+    # counts[m] = x[m] + counts[m - 2] for m > 2: cumulative sums per mask over the odd
+    # values and over the even values from m = 2 on; m = 0 stands alone
+    odd = (m & 1).astype(bool)
+    runs = np.where(odd, per_mask_cumsum(np.where(odd, x, 0)),
+                    per_mask_cumsum(np.where(~odd & (m >= 2), x, 0)))
+    runs[m == 0] = x[m == 0]
+    ends = per_mask_cumsum(runs)
+    return ends, mask_first
+
+
+def _covered_ranges(counts: Sequence[bytes | str], height: int, rows: np.ndarray,
+                    cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which sample points each foreground run covers.
+
+    The grid rows x cols becomes column-major pixel indices, sorted (`order`); a run
+    [start, end) covers the sorted samples lo..hi-1. Returns (owner mask of each
+    foreground run, lo, hi, order).
+    """
+    ends, mask_first = rle_run_ends(counts)
+    local = np.arange(len(ends)) - np.repeat(mask_first, np.diff(np.append(mask_first, len(ends))))
+    fg = np.flatnonzero(local % 2 == 1)  # odd runs are foreground; each starts at the previous end
+    query = (cols[None, :] * int(height) + rows[:, None]).ravel()
+    order = np.argsort(query, kind="stable")
+    sorted_query = query[order]
+    lo = np.searchsorted(sorted_query, ends[fg - 1], side="left")
+    hi = np.searchsorted(sorted_query, ends[fg], side="left")
+    owner = np.searchsorted(mask_first, fg, side="right") - 1
+    return owner, lo, hi, order
+
+
+def _coverage(owner: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, q: int,
+              weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-mask coverage counts of the sorted samples, int [n, q] (difference arrays)."""
+    size = n * (q + 1)
+    w = None if weights is None else weights
+    diff = (np.bincount(owner * (q + 1) + lo, weights=w, minlength=size)
+            - np.bincount(owner * (q + 1) + hi, weights=w, minlength=size))
+    return np.cumsum(diff.reshape(n, q + 1), axis=1)[:, :q]
+
+
+def _unsort(values: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = np.empty_like(values)
+    out[..., order] = values
+    return out.reshape(*values.shape[:-1], *shape)
+
+
+def sample_masks(counts: Sequence[bytes | str], height: int, width: int,
+                 rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of each RLE mask at the grid rows x cols: bool [N, len(rows), len(cols)].
+
+    Equal to ``pycocotools.mask.decode(...)[rows][:, cols]`` without building the full
+    masks: the sample points, as sorted column-major indices, are matched against each
+    foreground run with two binary searches, and difference arrays mark what it covers.
+    """
+    n, shape = len(counts), (len(rows), len(cols))
+    if n == 0:
+        return np.zeros((0, *shape), dtype=bool)
+    owner, lo, hi, order = _covered_ranges(counts, height, rows, cols)
+    return _unsort(_coverage(owner, lo, hi, n, len(order)) > 0, order, shape)
+
+
+def crop_labels(row: dict[str, Any], box: CropBox, out: int,
+                lookup: dict[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Semantic and instance maps of the crop, both int64 [out, out], in one pass over the RLEs.
+
+    semantic: the category under each sample (-1 unlabeled); `lookup` maps stored ids to
+    contiguous training ids, ids missing from it become -1. Semantic masks are disjoint,
+    so each run adds its category + 1 to the samples it covers and one sum gives the map.
+    instance: 0 none, i + 1 for `instances[i]`; where instances overlap the smaller (by
+    stored area) wins, ties to the earlier one, as :func:`dataset.masks.instance_map`.
+    """
+    sem = row.get("semantic") or []
+    inst = row.get("instances") or []
     rows, cols = label_grid(box, out)
-    return stack[rows[:, None], cols[None, :]]
-
-
-def crop_semantic(
-    entries: Sequence[dict[str, Any]] | None, height: int, width: int, box: CropBox, out: int,
-    lookup: dict[int, int] | None = None,
-) -> np.ndarray:
-    """Semantic label map of the crop, int64 [out, out], -1 unlabeled.
-
-    `lookup` maps stored category ids to contiguous training ids; ids missing from it
-    become -1 (unlabeled), so a vocabulary subset can be trained on.
-    """
-    if not entries:
-        return np.full((out, out), -1, dtype=np.int64)
-    stack = _sampled_stack(entries, np.arange(len(entries)), height, width, box, out)
-    cats = np.array([e["category_id"] for e in entries], dtype=np.int64)
-    if lookup is not None:
-        cats = np.array([lookup.get(int(c), -1) for c in cats], dtype=np.int64)
-    return np.where(stack.any(-1), cats[stack.argmax(-1)], -1)
-
-
-def crop_instance(
-    entries: Sequence[dict[str, Any]] | None, height: int, width: int, box: CropBox, out: int,
-) -> np.ndarray:
-    """Instance-id map of the crop, int64 [out, out]: 0 none, i+1 for entry i.
-
-    Overlaps follow :func:`dataset.masks.instance_map`: the smaller instance (by stored
-    area) wins, ties to the earlier one.
-    """
-    if not entries:
-        return np.zeros((out, out), dtype=np.int64)
-    order = np.argsort([e["area"] for e in entries], kind="stable")
-    stack = _sampled_stack(entries, order, height, width, box, out)
-    ids = order.astype(np.int64) + 1
-    return np.where(stack.any(-1), ids[stack.argmax(-1)], 0)
+    semantic = np.full((out, out), -1, dtype=np.int64)
+    instance = np.zeros((out, out), dtype=np.int64)
+    if not sem and not inst:
+        return semantic, instance
+    by_area = np.argsort([e["area"] for e in inst], kind="stable")
+    counts = [e["counts"] for e in sem] + [inst[i]["counts"] for i in by_area]
+    owner, lo, hi, order = _covered_ranges(counts, int(row["height"]), rows, cols)
+    q, ns = len(order), len(sem)
+    if sem:
+        cats = np.array([e["category_id"] for e in sem], dtype=np.int64)
+        if lookup is not None:
+            cats = np.array([lookup.get(int(c), -1) for c in cats], dtype=np.int64)
+        keep = owner < ns
+        total = _coverage(np.zeros(int(keep.sum()), np.int64), lo[keep], hi[keep], 1, q,
+                          weights=(cats[owner[keep]] + 1).astype(np.float64))[0]
+        semantic = _unsort(np.rint(total).astype(np.int64) - 1, order, (out, out))
+    if inst:
+        keep = owner >= ns
+        covered = _coverage(owner[keep] - ns, lo[keep], hi[keep], len(inst), q) > 0
+        first = covered.argmax(axis=0)
+        ids = np.where(covered.any(axis=0), by_area[first] + 1, 0).astype(np.int64)
+        instance = _unsort(ids, order, (out, out))
+    return semantic, instance
 
 
 @dataclass(frozen=True)
@@ -194,11 +280,8 @@ def transform_row(
         raise ValueError(f"img_size {size} is not a multiple of the label stride {LABEL_STRIDE}")
     h, w, out = int(row["height"]), int(row["width"]), size // LABEL_STRIDE
     pixels = crop_image(image, box, size, label_hw=(h, w))
-    return Sample(
-        image=normalize(pixels),
-        semantic=crop_semantic(row.get("semantic"), h, w, box, out, lookup),
-        instance=crop_instance(row.get("instances"), h, w, box, out),
-    )
+    semantic, instance = crop_labels(row, box, out, lookup)
+    return Sample(image=normalize(pixels), semantic=semantic, instance=instance)
 
 
 def vocabulary_lookup(vocab: dict[int, str]) -> dict[int, int]:

@@ -62,6 +62,7 @@ class TrainConfig:
     steps: int = 0  # > 0: train this many optimizer steps instead of `epochs`
     precision: str = "auto"  # auto = bf16 on a GPU that has it, else fp32
     device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = the cores left after the loader workers
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 1000  # steps; a checkpoint is also written at the end

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,6 +59,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
+def cpu_threads(cfg: TrainConfig) -> int:
+    """Torch threads of one CPU rank: as configured, or the cores this rank's share of the
+    machine has left after its loader workers (oversubscribed cores make OpenMP spin)."""
+    if cfg.threads > 0:
+        return cfg.threads
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, (os.cpu_count() or 1) // local_world - cfg.data.num_workers)
+
+
 def model_for(cfg: TrainConfig, num_classes: int) -> C2FMAE:
     spec = dict(cfg.model)
     preset = spec.pop("preset")
@@ -74,6 +84,8 @@ class Trainer:
         self.output = Path(cfg.output)
         self.ckpt_dir = self.output / "checkpoints"
         self.micro = cfg.micro_batch(self.info.world_size)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(cfg))
         torch.manual_seed(cfg.seed)
         self.loader = loader or PretrainLoader(
             cfg.data, self.micro, rank=self.info.rank, world_size=self.info.world_size,

@@ -179,3 +179,49 @@ def test_too_many_readers_for_the_rows_is_a_clear_error(tmp_path):
     labels = block_labels(tmp_path, 3, size=(32, 40))
     with pytest.raises(ValueError, match="3 rows cannot feed 4 readers"):
         PretrainLoader(DataConfig(labels=str(labels), num_workers=2), 2, world_size=2)
+
+
+def test_rle_sampling_equals_pycocotools_decode():
+    from dataset import masks
+
+    rng = np.random.default_rng(7)
+    h, w = 37, 53
+    stack = [np.zeros((h, w), bool), np.ones((h, w), bool), rng.random((h, w)) < 0.5]
+    for _ in range(20):
+        m = np.zeros((h, w), bool)
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        m[y:y + rng.integers(1, 30), x:x + rng.integers(1, 40)] = True
+        stack.append(m)
+    stack = np.stack(stack)
+    counts = [e["counts"] for e in masks.encode_many(stack)]
+    for _ in range(5):
+        rows, cols = rng.integers(0, h, 20), rng.integers(0, w, 25)
+        got = transforms.sample_masks(counts, h, w, rows, cols)
+        decoded = masks.decode_many(counts, h, w).transpose(2, 0, 1).astype(bool)
+        np.testing.assert_array_equal(got, decoded[:, rows][:, :, cols])
+        np.testing.assert_array_equal(got, stack[:, rows][:, :, cols])
+    assert transforms.sample_masks([], h, w, rows, cols).shape == (0, 20, 25)
+
+
+def test_crop_labels_match_the_full_size_maps_with_overlaps():
+    from dataset import masks
+
+    rng = np.random.default_rng(11)
+    h, w = 60, 80
+    semantic = rng.choice([3, 7, 11, 20, 99], size=(6, 8)).repeat(10, 0).repeat(10, 1)  # 99: not in vocab
+    boxes = [np.zeros((h, w), bool) for _ in range(6)]
+    for m in boxes:  # overlapping rectangles of random sizes
+        y, x = rng.integers(0, h - 5), rng.integers(0, w - 5)
+        m[y:y + rng.integers(5, 50), x:x + rng.integers(5, 70)] = True
+    inst = [{"counts": e["counts"], "area": e["area"]} for e in masks.encode_many(np.stack(boxes))]
+    row = {"height": h, "width": w, "semantic": masks.semantic_entries(semantic), "instances": inst}
+    lookup = transforms.vocabulary_lookup(VOCAB)
+    full_sem = masks.semantic_map(row["semantic"], h, w)
+    full_inst = masks.instance_map(inst, h, w)
+    for _ in range(10):
+        box = transforms.sample_crop(rng, h, w, scale=(0.1, 1.0))
+        sem, ids = transforms.crop_labels(row, box, 16, lookup)
+        r, c = transforms.label_grid(box, 16)
+        want = np.vectorize(lambda v: lookup.get(int(v), -1))(full_sem[r][:, c])
+        np.testing.assert_array_equal(sem, want)
+        np.testing.assert_array_equal(ids, full_inst[r][:, c])
