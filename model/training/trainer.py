@@ -234,7 +234,9 @@ class Trainer:
         return {"step": self.step, **last}
 
     def _log(self, values: dict[str, float], bar: Any) -> None:
-        counts = self.loader.counts() if hasattr(self.loader, "counts") else {}
+        mine = self.loader.counts() if hasattr(self.loader, "counts") else {}
+        every = dist_utils.all_gather_object(mine, self.info)  # rows of all ranks together
+        counts = {k: sum(c.get(k, 0) for c in every) for k in mine}
         self.metrics.write(self.step, {**values, **{f"rows_{k}": v for k, v in counts.items()}})
         bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
 
