@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -132,8 +132,9 @@ def label_grid(box: CropBox, out: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, (cols[::-1].copy() if box.flip else cols)
 
 
-def rle_run_ends(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]:
-    """COCO compressed RLE strings -> (run ends of all masks concatenated, first run of each).
+def rle_run_ends(counts: Sequence[bytes | str]) -> tuple[np.ndarray, ...]:
+    """COCO compressed RLE strings -> run ends of all masks concatenated, the first run of
+    each mask, and for each run its mask and its index inside the mask.
 
     Vectorised form of pycocotools' rleFrString: each value is 5-bit groups, low first,
     0x20 = more groups follow, 0x10 in the last group = negative; from the third value on,
@@ -170,43 +171,47 @@ def rle_run_ends(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]
                     per_mask_cumsum(np.where(~odd & (m >= 2), x, 0)))
     runs[m == 0] = x[m == 0]
     ends = per_mask_cumsum(runs)
-    return ends, mask_first
+    return ends, mask_first, mask, m
 
 
-def _covered_ranges(counts: Sequence[bytes | str], height: int, rows: np.ndarray,
-                    cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Which sample points each foreground run covers.
+class _Grid(NamedTuple):
+    """The distinct sample points of a rows x cols grid as sorted column-major indices."""
 
-    The grid rows x cols becomes column-major pixel indices, sorted (`order`); a run
-    [start, end) covers the sorted samples lo..hi-1. Returns (owner mask of each
-    foreground run, lo, hi, order).
-    """
-    ends, mask_first = rle_run_ends(counts)
-    local = np.arange(len(ends)) - np.repeat(mask_first, np.diff(np.append(mask_first, len(ends))))
-    fg = np.flatnonzero(local % 2 == 1)  # odd runs are foreground; each starts at the previous end
-    query = (cols[None, :] * int(height) + rows[:, None]).ravel()
-    order = np.argsort(query, kind="stable")
-    sorted_query = query[order]
-    lo = np.searchsorted(sorted_query, ends[fg - 1], side="left")
-    hi = np.searchsorted(sorted_query, ends[fg], side="left")
-    owner = np.searchsorted(mask_first, fg, side="right") - 1
-    return owner, lo, hi, order
+    query: np.ndarray  # ascending: column-major over (distinct cols) x (distinct rows)
+    row_of: np.ndarray  # grid row -> index among the distinct rows
+    col_of: np.ndarray
+    shape: tuple[int, int]  # (distinct cols, distinct rows)
+
+    @classmethod
+    def of(cls, rows: np.ndarray, cols: np.ndarray, height: int) -> _Grid:
+        urows, row_of = np.unique(rows, return_inverse=True)
+        ucols, col_of = np.unique(cols, return_inverse=True)
+        query = (ucols[:, None] * int(height) + urows[None, :]).ravel()
+        return cls(query, row_of, col_of, (len(ucols), len(urows)))
+
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """[..., distinct points] in query order -> [..., len(rows), len(cols)]."""
+        v = values.reshape(*values.shape[:-1], *self.shape).swapaxes(-1, -2)
+        return v[..., self.row_of[:, None], self.col_of[None, :]]
+
+
+def _covered_ranges(counts: Sequence[bytes | str], grid: _Grid) -> tuple[np.ndarray, ...]:
+    """Which grid points each foreground run covers: run [start, end) covers the points
+    grid.query[lo:hi]. Returns (owner mask of each foreground run, lo, hi)."""
+    ends, _, mask, local = rle_run_ends(counts)
+    fg = np.flatnonzero(local & 1)  # odd runs are foreground; each starts at the previous end
+    lo = np.searchsorted(grid.query, ends[fg - 1], side="left")
+    hi = np.searchsorted(grid.query, ends[fg], side="left")
+    return mask[fg], lo, hi
 
 
 def _coverage(owner: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, q: int,
               weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-mask coverage counts of the sorted samples, int [n, q] (difference arrays)."""
+    """Per-mask coverage counts of the grid points, [n, q] (difference arrays)."""
     size = n * (q + 1)
-    w = None if weights is None else weights
-    diff = (np.bincount(owner * (q + 1) + lo, weights=w, minlength=size)
-            - np.bincount(owner * (q + 1) + hi, weights=w, minlength=size))
+    diff = (np.bincount(owner * (q + 1) + lo, weights=weights, minlength=size)
+            - np.bincount(owner * (q + 1) + hi, weights=weights, minlength=size))
     return np.cumsum(diff.reshape(n, q + 1), axis=1)[:, :q]
-
-
-def _unsort(values: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    out = np.empty_like(values)
-    out[..., order] = values
-    return out.reshape(*values.shape[:-1], *shape)
 
 
 def sample_masks(counts: Sequence[bytes | str], height: int, width: int,
@@ -214,14 +219,24 @@ def sample_masks(counts: Sequence[bytes | str], height: int, width: int,
     """Values of each RLE mask at the grid rows x cols: bool [N, len(rows), len(cols)].
 
     Equal to ``pycocotools.mask.decode(...)[rows][:, cols]`` without building the full
-    masks: the sample points, as sorted column-major indices, are matched against each
-    foreground run with two binary searches, and difference arrays mark what it covers.
+    masks: the distinct sample points, as sorted column-major indices, are matched against
+    each foreground run with two binary searches, and difference arrays mark what it covers.
     """
-    n, shape = len(counts), (len(rows), len(cols))
-    if n == 0:
-        return np.zeros((0, *shape), dtype=bool)
-    owner, lo, hi, order = _covered_ranges(counts, height, rows, cols)
-    return _unsort(_coverage(owner, lo, hi, n, len(order)) > 0, order, shape)
+    if len(counts) == 0:
+        return np.zeros((0, len(rows), len(cols)), dtype=bool)
+    grid = _Grid.of(rows, cols, height)
+    owner, lo, hi = _covered_ranges(counts, grid)
+    return grid.expand(_coverage(owner, lo, hi, len(counts), len(grid.query)) > 0)
+
+
+def _overlapping(entries: Sequence[dict[str, Any]], box: CropBox) -> np.ndarray:
+    """Indices of the instances whose bbox meets the crop box (the others cannot show)."""
+    if not entries:
+        return np.zeros(0, np.int64)
+    b = np.array([e["bbox"] for e in entries], dtype=np.float64).reshape(-1, 4)
+    meets = ((b[:, 0] < box.left + box.width) & (b[:, 0] + b[:, 2] > box.left)
+             & (b[:, 1] < box.top + box.height) & (b[:, 1] + b[:, 3] > box.top))
+    return np.flatnonzero(meets)
 
 
 def crop_labels(row: dict[str, Any], box: CropBox, out: int,
@@ -230,21 +245,22 @@ def crop_labels(row: dict[str, Any], box: CropBox, out: int,
 
     semantic: the category under each sample (-1 unlabeled); `lookup` maps stored ids to
     contiguous training ids, ids missing from it become -1. Semantic masks are disjoint,
-    so each run adds its category + 1 to the samples it covers and one sum gives the map.
+    so each run adds its category + 1 to the points it covers and one sum gives the map.
     instance: 0 none, i + 1 for `instances[i]`; where instances overlap the smaller (by
     stored area) wins, ties to the earlier one, as :func:`dataset.masks.instance_map`.
+    Instances whose box misses the crop are not decoded at all.
     """
     sem = row.get("semantic") or []
     inst = row.get("instances") or []
-    rows, cols = label_grid(box, out)
-    semantic = np.full((out, out), -1, dtype=np.int64)
-    instance = np.zeros((out, out), dtype=np.int64)
-    if not sem and not inst:
-        return semantic, instance
-    by_area = np.argsort([e["area"] for e in inst], kind="stable")
+    near = _overlapping(inst, box)
+    by_area = near[np.argsort([inst[i]["area"] for i in near], kind="stable")]
+    if not sem and not len(by_area):
+        return np.full((out, out), -1, dtype=np.int64), np.zeros((out, out), dtype=np.int64)
+    grid = _Grid.of(*label_grid(box, out), int(row["height"]))
     counts = [e["counts"] for e in sem] + [inst[i]["counts"] for i in by_area]
-    owner, lo, hi, order = _covered_ranges(counts, int(row["height"]), rows, cols)
-    q, ns = len(order), len(sem)
+    owner, lo, hi = _covered_ranges(counts, grid)
+    q, ns = len(grid.query), len(sem)
+    semantic = np.full(q, -1, dtype=np.int64)
     if sem:
         cats = np.array([e["category_id"] for e in sem], dtype=np.int64)
         if lookup is not None:
@@ -252,14 +268,13 @@ def crop_labels(row: dict[str, Any], box: CropBox, out: int,
         keep = owner < ns
         total = _coverage(np.zeros(int(keep.sum()), np.int64), lo[keep], hi[keep], 1, q,
                           weights=(cats[owner[keep]] + 1).astype(np.float64))[0]
-        semantic = _unsort(np.rint(total).astype(np.int64) - 1, order, (out, out))
-    if inst:
+        semantic = np.rint(total).astype(np.int64) - 1
+    instance = np.zeros(q, dtype=np.int64)
+    if len(by_area):
         keep = owner >= ns
-        covered = _coverage(owner[keep] - ns, lo[keep], hi[keep], len(inst), q) > 0
-        first = covered.argmax(axis=0)
-        ids = np.where(covered.any(axis=0), by_area[first] + 1, 0).astype(np.int64)
-        instance = _unsort(ids, order, (out, out))
-    return semantic, instance
+        covered = _coverage(owner[keep] - ns, lo[keep], hi[keep], len(by_area), q) > 0
+        instance = np.where(covered.any(axis=0), by_area[covered.argmax(axis=0)] + 1, 0)
+    return grid.expand(semantic), grid.expand(instance)
 
 
 @dataclass(frozen=True)

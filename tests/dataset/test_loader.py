@@ -213,7 +213,7 @@ def test_crop_labels_match_the_full_size_maps_with_overlaps():
     for m in boxes:  # overlapping rectangles of random sizes
         y, x = rng.integers(0, h - 5), rng.integers(0, w - 5)
         m[y:y + rng.integers(5, 50), x:x + rng.integers(5, 70)] = True
-    inst = [{"counts": e["counts"], "area": e["area"]} for e in masks.encode_many(np.stack(boxes))]
+    inst = [{"counts": e["counts"], "area": e["area"], "bbox": e["bbox"]} for e in masks.encode_many(np.stack(boxes))]
     row = {"height": h, "width": w, "semantic": masks.semantic_entries(semantic), "instances": inst}
     lookup = transforms.vocabulary_lookup(VOCAB)
     full_sem = masks.semantic_map(row["semantic"], h, w)
