@@ -93,12 +93,13 @@ class Trainer:
         self.model = model_for(cfg, self.loader.source.num_classes).to(self.device)
         if self.model.config.img_size != cfg.data.img_size:
             cfg.data.img_size = self.model.config.img_size  # the model decides the image size
-        self.engine: torch.nn.Module = self.model
-        if cfg.compile:
-            self.engine = torch.compile(self.engine)
+        self.ddp: DistributedDataParallel | None = None
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.engine = DistributedDataParallel(self.engine, device_ids=ids)
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.engine: torch.nn.Module = self.ddp or self.model
+        if cfg.compile:  # after DDP, as torch's DDP + compile guide does it
+            self.engine = torch.compile(self.engine)
         self.optimizer = optim_utils.build_optimizer(self.model, cfg, fused=self.device.type == "cuda")
         self.amp = resolve_precision(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
@@ -175,8 +176,8 @@ class Trainer:
             batch = self._to_device(next(batches))
             wait += time.perf_counter() - t0
             gen = step_generator(self.device, cfg.seed, self.step, self.info.rank * accum + micro)
-            sync = micro == accum - 1 or not isinstance(self.engine, DistributedDataParallel)
-            with (contextlib.nullcontext() if sync else self.engine.no_sync()), self._autocast():
+            sync = micro == accum - 1 or self.ddp is None
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self._autocast():
                 out = self.engine(batch, progress, generator=gen)
                 loss = out["loss"] / accum
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
