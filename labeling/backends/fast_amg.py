@@ -62,6 +62,7 @@ class _Masks:
     iou: list[torch.Tensor] = field(default_factory=list)
     stability: list[torch.Tensor] = field(default_factory=list)
     boxes: list[torch.Tensor] = field(default_factory=list)  # image frame, XYXY
+    n_crops: int = 1  # crops of the image (with masks or not)
 
 
 class FastAmgBackend(Backend):
@@ -102,6 +103,7 @@ class FastAmgBackend(Backend):
         self.encoder = torch.compile(self.model.image_encoder) if compile else \
             self.model.image_encoder
         self.image_batch_size = max(1, int(image_batch_size))
+        self._dense_pe = None  # the decoder's positional grid, computed once
         on_cuda = torch.device(device).type == "cuda"
         self.bf16 = bool(bf16) and on_cuda
         # fused attention changes float rounding, so by default only where it pays: CUDA
@@ -117,13 +119,13 @@ class FastAmgBackend(Backend):
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:
         from segment_anything.utils.amg import generate_crop_boxes
 
-        crops = []
+        crops, kept = [], []
         for i, image in enumerate(images):
             hw = tuple(image.shape[:2])
             boxes, layers = generate_crop_boxes(hw, self.s["crop_n_layers"],
                                                 self.s["crop_overlap_ratio"])
             crops += [_Crop(i, box, layer, hw) for box, layer in zip(boxes, layers)]
-        kept = [_Masks() for _ in images]
+            kept.append(_Masks(n_crops=len(boxes)))
         for start in range(0, len(crops), self.image_batch_size):
             chunk = crops[start : start + self.image_batch_size]
             embeddings, input_sizes = self._embed([images[c.image] for c in chunk], chunk)
@@ -145,50 +147,62 @@ class FastAmgBackend(Backend):
             return self.encoder(torch.stack(batch)), sizes
 
     def _decode(self, embedding: torch.Tensor, coords: np.ndarray):
-        """Three masks per point: low-res logits [3P, h, w] and predicted IoU [3P], float32."""
+        """Three masks per point: low-res logits [3P, h, w] and predicted IoU [3P], float32.
+
+        The prompt encoder runs in float32 (its Fourier features of point coordinates lose
+        too much in bf16); only the two-way transformer runs under autocast.
+        """
         model = self.model
         points = torch.as_tensor(coords, device=self.device)[:, None, :]  # float64, as stock
         labels = torch.ones(points.shape[0], 1, dtype=torch.int, device=self.device)
+        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        if self._dense_pe is None:
+            self._dense_pe = model.prompt_encoder.get_dense_pe()
         with self._autocast():
-            sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
             low_res, iou = model.mask_decoder(
-                image_embeddings=embedding, image_pe=model.prompt_encoder.get_dense_pe(),
+                image_embeddings=embedding, image_pe=self._dense_pe,
                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                 multimask_output=True)
         return low_res.flatten(0, 1).float(), iou.flatten().float()
 
-    def _crop_masks(self, embedding, crop: _Crop, input_size, out: _Masks) -> None:
-        """All point batches of one crop -> masks kept after filters and in-crop NMS."""
+    def _filter(self, logits, iou, crop: _Crop, input_size, crop_hw):
+        """One point batch: IoU filter (low res), upsample, stability, threshold, edge filter."""
         from segment_anything.utils.amg import is_box_near_crop_edge
-        from torchvision.ops import batched_nms
 
         s, model = self.s, self.model
+        if s["pred_iou_thresh"] > 0.0:
+            keep = iou > s["pred_iou_thresh"]
+            logits, iou = logits[keep], iou[keep]
+        if len(iou) == 0:
+            return None
+        logits = model.postprocess_masks(logits[:, None], input_size, crop_hw)[:, 0]
+        stab = stability_scores(logits, model.mask_threshold, s["stability_score_offset"])
+        if s["stability_score_thresh"] > 0.0:
+            keep = stab >= s["stability_score_thresh"]
+            logits, iou, stab = logits[keep], iou[keep], stab[keep]
+        mask = logits > model.mask_threshold
+        del logits
+        box = mask_boxes_xyxy(mask)
+        h, w = crop.image_hw
+        keep = ~is_box_near_crop_edge(box, crop.box, [0, 0, w, h])
+        return mask[keep], iou[keep], stab[keep], box[keep]
+
+    def _crop_masks(self, embedding, crop: _Crop, input_size, out: _Masks) -> None:
+        """All point batches of one crop -> masks kept after filters and in-crop NMS."""
+        from torchvision.ops import batched_nms
+
         x0, y0, x1, y1 = crop.box
         crop_hw = (y1 - y0, x1 - x0)
         points = self.grids[crop.layer] * np.array(crop_hw[::-1])[None]
         coords = self.transform.apply_coords(points, crop_hw)
-        masks, ious, stabs, boxes = [], [], [], []
-        for b in range(0, len(coords), s["points_per_batch"]):
-            logits, iou = self._decode(embedding, coords[b : b + s["points_per_batch"]])
-            if s["pred_iou_thresh"] > 0.0:
-                keep = iou > s["pred_iou_thresh"]
-                logits, iou = logits[keep], iou[keep]
-            logits = model.postprocess_masks(logits[:, None], input_size, crop_hw)[:, 0]
-            stab = stability_scores(logits, model.mask_threshold, s["stability_score_offset"])
-            if s["stability_score_thresh"] > 0.0:
-                keep = stab >= s["stability_score_thresh"]
-                logits, iou, stab = logits[keep], iou[keep], stab[keep]
-            mask = logits > model.mask_threshold
-            del logits
-            box = mask_boxes_xyxy(mask)
-            keep = ~is_box_near_crop_edge(box, crop.box, [0, 0, crop.image_hw[1],
-                                                          crop.image_hw[0]])
-            masks.append(mask[keep])
-            ious.append(iou[keep])
-            stabs.append(stab[keep])
-            boxes.append(box[keep])
-        mask, iou, stab, box = (torch.cat(t) for t in (masks, ious, stabs, boxes))
-        keep = batched_nms(box.float(), iou, torch.zeros_like(iou), s["box_nms_thresh"])
+        step = self.s["points_per_batch"]
+        parts = [self._filter(*self._decode(embedding, coords[b : b + step]), crop, input_size,
+                              crop_hw) for b in range(0, len(coords), step)]
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return
+        mask, iou, stab, box = (torch.cat(t) for t in zip(*parts))
+        keep = batched_nms(box.float(), iou, torch.zeros_like(iou), self.s["box_nms_thresh"])
         offset = torch.tensor([x0, y0, x0, y0], device=box.device)
         out.masks.append(mask[keep])
         out.iou.append(iou[keep])
@@ -201,9 +215,13 @@ class FastAmgBackend(Backend):
         from torchvision.ops import batched_nms
 
         h, w = image_hw
+        if not kept.iou:
+            return InstancePrediction(scores=np.zeros(0, np.float32),
+                                      stability=np.zeros(0, np.float32), rles=[],
+                                      source=self.name)
         iou, stab, boxes = (torch.cat(t) for t in (kept.iou, kept.stability, kept.boxes))
         masks = torch.cat([self._uncrop(m, box, h, w) for m, box in zip(kept.masks, kept.crops)])
-        if len(kept.masks) > 1 and len(iou):
+        if kept.n_crops > 1 and len(iou):  # as stock: whenever the image has crops
             crops = torch.tensor([box for m, box in zip(kept.masks, kept.crops)
                                   for _ in range(len(m))], dtype=torch.float32, device=iou.device)
             prefer_small = 1.0 / ((crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1]))

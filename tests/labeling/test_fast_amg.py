@@ -203,3 +203,17 @@ def test_fused_attention_matches_the_encoder_and_restores_it(sam_path, images):
     fast = _run("sam-amg-fast", sam_path, images, image_batch_size=1, sdpa=True, **settings)
     for a, b in zip(stock, fast):
         assert abs(len(a) - len(b)) <= max(1, len(a) // 50)
+
+
+def test_sam_benchmark_runs_both_paths_on_the_cpu():
+    from pipelines.benchmarks.sam import main
+
+    result = main(["--model-type", "tiny", "--images", "2", "--size", "96",
+                   "--points-per-side", "6", "--target-kept", "20", "--no-warmup"])
+    for scenario in ("defaults", "calibrated"):
+        r = result["scenarios"][scenario]
+        assert r["stock"]["images_per_s"] > 0 and r["fast"]["images_per_s"] > 0
+        assert r["speedup"] > 0
+    calibrated = result["scenarios"]["calibrated"]
+    assert calibrated["stock"]["masks_per_image"] >= 1
+    assert calibrated["matched_share"] >= 0.9  # fp32 on the CPU: (nearly) the same masks
