@@ -50,19 +50,15 @@ def _column_order(mask: np.ndarray, col: np.ndarray, n: int, w: int) -> np.ndarr
     return np.lexsort((col, mask))
 
 
-def _runs_from_starts(parts: list[tuple], n: int, h: int, w: int) -> Runs:
-    """Where runs start, as (mask, column, column-major position) arrays that are in
-    position order within each (mask, column) -> runs, offsets of the n masks."""
-    mask, col, pos = (np.concatenate([np.broadcast_to(p[i], p[0].shape) for p in parts])
-                      .astype(np.int64, copy=False) for i in range(3))
-    order = _column_order(mask, col, n, w)
-    mask, pos = mask[order], pos[order]
+def _runs_from_sorted(mask: np.ndarray, pos: np.ndarray, n: int, total: int) -> Runs:
+    """Where runs start (column-major positions > 0 except an empty first 0-run, < total),
+    sorted by mask, then position -> runs, offsets of the n masks."""
     per_mask = np.bincount(mask, minlength=n)
-    block = np.zeros(n + 1, np.int64)  # mask i's edges: 0, its run starts..., h * w
+    block = np.zeros(n + 1, np.int64)  # mask i's edges: 0, its run starts..., total
     np.cumsum(per_mask + 2, out=block[1:])
     edges = np.empty(block[-1], np.int64)
     edges[block[:-1]] = 0
-    edges[block[1:] - 1] = h * w
+    edges[block[1:] - 1] = total
     edges[np.arange(len(pos)) + 2 * mask + 1] = pos
     runs = np.delete(np.diff(edges), block[1:-1] - 1)  # no run across two masks
     offsets = np.zeros(n + 1, np.int64)
@@ -96,49 +92,62 @@ def mask_runs(masks: np.ndarray) -> Runs:
         inside = rest < (h - 1) * w  # pairs across two masks are no change
         y, x = np.divmod(rest[inside], w)
         parts.append((k[inside], x, x * h + y + 1))
-    return _runs_from_starts(parts, n, h, w)
+    mask, col, pos = (np.concatenate([np.broadcast_to(p[i], p[0].shape) for p in parts])
+                      .astype(np.int64, copy=False) for i in range(3))
+    order = _column_order(mask, col, n, w)  # found row by row: sort into column order
+    return _runs_from_sorted(mask[order], pos[order], n, h * w)
+
+
+def _group_segments(
+    label: np.ndarray, categories: Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels of segments (in position order) -> (categories, the segments of each wanted
+    category grouped by category in position order, the category index of each)."""
+    if categories is None and len(label) and label.min() >= -1 and label.max() < (1 << 16) - 1:
+        seg = np.argsort((label + 1).astype(np.uint16), kind="stable")  # a radix sort
+        seg = seg[label[seg] >= 0]
+        first = np.diff(label[seg], prepend=-1) != 0  # the first segment of each category
+        return label[seg][first], seg, np.cumsum(first) - 1
+    if categories is None:
+        categories = np.unique(label[label >= 0])
+    cats = np.asarray(categories, np.int64).reshape(-1)
+    if not len(cats):
+        return cats, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(cats, kind="stable")
+    at = order[np.minimum(np.searchsorted(cats, label, sorter=order), len(cats) - 1)]
+    seg = np.flatnonzero(cats[at] == label)
+    seg = seg[np.argsort(at[seg].astype(np.uint16) if len(cats) <= 1 << 16 else at[seg], kind="stable")]
+    return cats, seg, at[seg]
+
+
+def label_segments(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label map int [H, W] -> (start, label): its column-major runs of one label; run i
+    covers positions start[i] up to start[i + 1] (the last one up to H * W)."""
+    flat = np.ascontiguousarray(label_map.T).reshape(-1)  # COCO order; small next to masks
+    start = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    return start, flat[start].astype(np.int64)
+
+
+def segment_runs(
+    start: np.ndarray, label: np.ndarray, total: int, categories: Sequence[int] | None = None,
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """label_segments' output -> (categories, runs, offsets) of `label == c` for each
+    category c; categories default to every id >= 0 present, sorted."""
+    cats, seg, key = _group_segments(label, categories)
+    if not len(cats):
+        return [], np.zeros(0, np.int64), np.zeros(1, np.int64)
+    # a segment starts a run of 1s at its start and a run of 0s at its stop (the next start)
+    pos = np.stack([start[seg], np.append(start[1:], total)[seg]], 1).reshape(-1)
+    inside = pos < total
+    return cats.tolist(), *_runs_from_sorted(np.repeat(key, 2)[inside], pos[inside], len(cats), total)
 
 
 def label_runs(
     label_map: np.ndarray, categories: Sequence[int] | None = None,
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Label map int [H, W] -> (categories, runs, offsets): the runs of `label_map == c` for
-    each category, found in one scan. Categories default to every id >= 0 present, sorted.
-
-    Every change of label between column-major neighbours ends a run of the old label's
-    mask and starts one of the new label's mask."""
-    h, w = label_map.shape
-    first = np.zeros(1, np.int64)
-    changes = [(first, first, None, label_map[:1, 0])]  # (column, position, before, after)
-    if w > 1:  # from the bottom of column x - 1 to the top of column x
-        x = np.flatnonzero(label_map[0, 1:] != label_map[-1, :-1])
-        changes.append((x + 1, (x + 1) * h, label_map[-1, x], label_map[0, x + 1]))
-    if h > 1:
-        y, x = np.divmod(np.flatnonzero(label_map[1:, :] != label_map[:-1, :]), w)
-        changes.append((x, x * h + y + 1, label_map[y, x], label_map[y + 1, x]))
-    if categories is None:
-        present = np.unique(np.concatenate([c[3] for c in changes]))
-        categories = [int(c) for c in present if c >= 0]
-    cats = np.asarray(categories, np.int64).reshape(-1)
-    if not len(cats):
-        return [], np.zeros(0, np.int64), np.zeros(1, np.int64)
-    order = np.argsort(cats, kind="stable")
-
-    def index(labels: np.ndarray | None, like: np.ndarray) -> np.ndarray:
-        """Labels -> their position in `categories`, -1 where absent (or no labels)."""
-        if labels is None:
-            return np.full(len(like), -1)
-        at = np.minimum(np.searchsorted(cats, labels, sorter=order), len(cats) - 1)
-        return np.where(cats[order[at]] == labels, order[at], -1)
-
-    parts = []
-    for col, pos, before, after in changes:
-        # a run of `before` ends where one of `after` starts; interleaved, both stay in
-        # position order within a column
-        keys = np.stack([index(before, col), index(after, col)], 1).reshape(-1)
-        keep = keys >= 0
-        parts.append((keys[keep], np.repeat(col, 2)[keep], np.repeat(pos, 2)[keep]))
-    return [int(c) for c in cats], *_runs_from_starts(parts, len(cats), h, w)
+    each category, from one scan. Categories default to every id >= 0 present, sorted."""
+    return segment_runs(*label_segments(label_map), label_map.size, categories)
 
 
 # ---- runs <-> COCO records ----
@@ -173,6 +182,12 @@ def compress_runs(runs: np.ndarray, offsets: np.ndarray) -> list[bytes]:
     return [blob[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
+def runs_areas(runs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Runs, offsets -> int64 areas [N] (the sum of each mask's 1-runs)."""
+    ones = np.concatenate(([0], np.cumsum(runs * (run_index(offsets) & 1))))
+    return ones[offsets[1:]] - ones[offsets[:-1]]
+
+
 def runs_area_bbox(runs: np.ndarray, offsets: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Runs, offsets -> (int64 areas [N], float64 [x, y, w, h] boxes [N, 4]) as pycocotools'
     ``area`` and ``toBbox`` compute them (an empty mask has box 0, 0, 0, 0)."""
@@ -201,6 +216,25 @@ def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int) -> list[dict
             for c, a, b in zip(compress_runs(runs, offsets), areas.tolist(), boxes.tolist())]
 
 
+def _undo_differences(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Value m >= 3 of each string was stored as the difference to value m - 2: running sums
+    along the two interleaved chains (even and odd places), restarting at places 0, 1, 2
+    of every string. Both chains at once as the columns of a [K / 2, 2] array."""
+    k = len(x)
+    if not k:
+        return x
+    heads = (offsets[:-1, None] + np.arange(3)).reshape(-1)
+    heads = heads[heads < np.repeat(offsets[1:], 3)]
+    pad = k & 1
+    restart = np.zeros(k + pad, bool)
+    restart[heads] = True
+    values = (np.append(x, 0) if pad else x).reshape(-1, 2)
+    sums = np.cumsum(values, axis=0)
+    last = np.where(restart.reshape(-1, 2), np.arange(len(values))[:, None], 0)
+    np.maximum.accumulate(last, axis=0, out=last)  # the chain's latest restart
+    return (sums - np.take_along_axis(sums - values, last, axis=0)).reshape(-1)[:k]
+
+
 def counts_runs(counts: Sequence[bytes | str]) -> Runs:
     """COCO compressed counts strings -> runs, offsets (the inverse of compress_runs).
     Raises ValueError on a malformed string or a negative run."""
@@ -209,30 +243,23 @@ def counts_runs(counts: Sequence[bytes | str]) -> Runs:
     if chars.size and (chars.min() < 0 or chars.max() > 63):
         raise ValueError("RLE string has a character outside '0'..'o'")
     string_end = np.cumsum([len(d) for d in data], dtype=np.int64)
-    last = (chars & 0x20) == 0  # the last group of a value
-    if np.any(~last[string_end[string_end > 0] - 1]):
+    more = chars & 0x20  # another group of the same value follows
+    if np.any(more[string_end[string_end > 0] - 1]):
         raise ValueError("RLE string ends inside a value")
-    ends = np.flatnonzero(last)
+    ends = np.flatnonzero(more == 0)
     starts = np.concatenate(([0], ends[:-1] + 1))[:len(ends)]
     groups = ends - starts + 1
     if groups.size and groups.max() > 12:
         raise ValueError("RLE string has a value too large")
+    # 5-bit digits, least significant first; bit 0x10 of a value's last group is its sign
+    digit = (chars & 0x1F) - ((chars & 0x30) == 0x10) * 32
     shift = 5 * (np.arange(chars.size) - np.repeat(starts, groups))
-    x = np.add.reduceat((chars & 0x1F) << shift, starts) if ends.size else np.zeros(0, np.int64)
-    negative = (chars[ends] & 0x10) != 0
-    x[negative] -= np.left_shift(1, 5 * groups[negative])  # sign-extend the last group
+    x = np.add.reduceat(digit << shift, starts) if ends.size else np.zeros(0, np.int64)
     offsets = np.concatenate(([0], np.searchsorted(ends, string_end)))
-    # undo the differences: value m >= 3 of a string adds to value m - 2, so the values at
-    # odd and at even (>= 2) places are running sums within their string
-    local = run_index(offsets)
-    odd, even = (local & 1).astype(bool), (local >= 2) & ~(local & 1).astype(bool)
-    sums = [np.concatenate(([0], np.cumsum(np.where(sel, x, 0)))) for sel in (odd, even)]
-    lengths = np.diff(offsets)
-    for sel, total in zip((odd, even), sums):
-        x[sel] = (total[1:] - np.repeat(total[offsets[:-1]], lengths))[sel]
-    if x.size and x.min() < 0:
+    runs = _undo_differences(x, offsets)
+    if runs.size and runs.min() < 0:
         raise ValueError("RLE has a negative run length")
-    return x, offsets
+    return runs, offsets
 
 
 # ---- the public helpers on masks and schema entries ----
@@ -273,13 +300,12 @@ def semantic_entries(
     if label_map.size == 0:
         return []
     categories, runs, offsets = label_runs(label_map)
-    if not categories:
-        return []
     entries = []
-    for cat, enc in zip(categories, encode_runs(runs, offsets, label_map.shape[0])):
+    for cat, counts, area in zip(categories, compress_runs(runs, offsets),
+                                 runs_areas(runs, offsets).tolist()):
         score = None if scores is None else scores.get(cat)
         entries.append(
-            {"category_id": cat, "counts": enc["counts"], "area": enc["area"],
+            {"category_id": cat, "counts": counts, "area": area,
              "score": None if score is None else float(score)}
         )
     return entries

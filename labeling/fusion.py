@@ -37,27 +37,23 @@ def _restore(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return array[..., rows[:, None], cols[None, :]]
 
 
-def _semantic_entries(
-    categories: list[int], encoded: list[dict], scores: dict[int, float] | None,
-) -> list[dict]:
-    scores = scores or {}
-    return [
-        {"category_id": c, "counts": e["counts"], "area": e["area"],
-         "score": None if scores.get(c) is None else float(scores[c])}
-        for c, e in zip(categories, encoded)
-    ]
-
-
 def label_map_entries(
     label_map: np.ndarray, scores: dict[int, float] | None = None,
-) -> tuple[list[dict], Runs]:
+) -> tuple[list[dict], rle.Segments]:
     """Label map int [H, W] (-1 unlabeled) -> (schema `semantic` entries, one per category
-    present, and their runs, which fusion can use instead of decoding the entries)."""
+    present, and the map's segments, which fusion can use instead of decoding the entries)."""
     if label_map.size and label_map.min() < -1:
         raise ValueError(f"semantic label map has ids below -1 (min {label_map.min()})")
-    categories, runs, offsets = mask_codec.label_runs(label_map)
-    encoded = mask_codec.encode_runs(runs, offsets, label_map.shape[0]) if categories else []
-    return _semantic_entries(categories, encoded, scores), (runs, offsets)
+    start, label = mask_codec.label_segments(label_map)
+    categories, runs, offsets = mask_codec.segment_runs(start, label, label_map.size)
+    scores = scores or {}
+    entries = [
+        {"category_id": c, "counts": counts, "area": area,
+         "score": None if scores.get(c) is None else float(scores[c])}
+        for c, counts, area in zip(categories, mask_codec.compress_runs(runs, offsets),
+                                   mask_codec.runs_areas(runs, offsets).tolist())
+    ]
+    return entries, rle.Segments.from_label_map(start, label, categories, label_map.size)
 
 
 def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = None) -> list[dict]:
@@ -67,19 +63,20 @@ def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = No
 
 def semantic_with_runs(
     pred: SemanticPrediction, size: tuple[int, int],
-) -> tuple[list[dict], float | None, Runs]:
+) -> tuple[list[dict], float | None, rle.Segments]:
     """Semantic prediction at model resolution -> (entries at `size`, mean confidence or
-    None, runs of the entries)."""
+    None, the segments of the map at `size`)."""
     label_map = np.asarray(pred.label_map)
     if label_map.ndim != 2:
         raise ValueError(f"semantic label map must be [H, W], got shape {label_map.shape}")
-    entries, runs = label_map_entries(_restore(label_map.astype(np.int32, copy=False), size), pred.scores)
+    entries, segments = label_map_entries(_restore(label_map.astype(np.int32, copy=False), size),
+                                          pred.scores)
     confidence = None
     if pred.confidence is not None:
         labeled = label_map >= 0
         if labeled.any():
             confidence = float(np.asarray(pred.confidence)[labeled].mean())
-    return entries, confidence, runs
+    return entries, confidence, segments
 
 
 def encode_semantic(pred: SemanticPrediction, size: tuple[int, int]) -> tuple[list[dict], float | None]:
@@ -138,21 +135,29 @@ class Fused:
     covered: int = 0  # pixels inside any kept instance
 
 
-def duplicates(intervals: rle.Intervals, areas: np.ndarray, max_iou: float) -> np.ndarray:
+def duplicates(
+    intervals: rle.Intervals, areas: np.ndarray, max_iou: float, height: int,
+) -> np.ndarray:
     """Masks (best first) to drop: each whose IoU with a better, kept one exceeds max_iou.
 
-    `areas` are the stored areas (at least 1): IoU(a, b) <= min(area) / max(area), so only
-    pairs of similar area are measured, and of those only pairs whose column ranges meet.
+    IoU(a, b) <= min(area) / max(area) (`areas`: the stored areas, at least 1) and
+    IoU(a, b) <= |box(a) & box(b)| / max(area): only pairs passing both are measured.
     """
     n = len(intervals)
     dropped = np.zeros(n, dtype=bool)
     i, j = np.triu_indices(n, 1)
-    keep = np.minimum(areas[i], areas[j]) / np.maximum(areas[i], areas[j]) > max_iou
-    i, j = i[keep], j[keep]
+    similar = np.minimum(areas[i], areas[j]) / np.maximum(areas[i], areas[j]) > max_iou
+    i, j = i[similar], j[similar]
     if not len(i):
         return dropped
+    area = intervals.area.astype(np.float64)
+    box = intervals.boxes(height)
+    side = np.minimum(box[i, 2:], box[j, 2:]) - np.maximum(box[i, :2], box[j, :2]) + 1
+    overlap = np.prod(np.maximum(side, 0), axis=1)
+    near = overlap > max_iou * np.maximum(area[i], area[j])
+    i, j = i[near], j[near]
     inter = intervals.intersections(i, j).astype(np.float64)
-    union = intervals.area[i] + intervals.area[j] - inter
+    union = area[i] + area[j] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
     for a, b in zip(i[iou > max_iou].tolist(), j[iou > max_iou].tolist()):  # a < b, by a
         if not dropped[a]:
@@ -160,16 +165,17 @@ def duplicates(intervals: rle.Intervals, areas: np.ndarray, max_iou: float) -> n
     return dropped
 
 
-def category_shares(intervals: rle.Intervals, regions: rle.Intervals) -> np.ndarray:
-    """float64 [N, C]: the share of each instance's pixels inside each semantic region."""
-    inter = intervals.overlaps_with(regions).astype(np.float64)
+def category_shares(intervals: rle.Intervals, segments: rle.Segments) -> np.ndarray:
+    """float64 [N, C]: the share of each instance's pixels inside each semantic category."""
+    inter = intervals.overlaps_with(segments).astype(np.float64)
     area = np.broadcast_to(intervals.area[:, None], inter.shape).astype(np.float64)
     return np.divide(inter, area, out=np.zeros_like(inter), where=inter > 0)
 
 
 def fuse(
     semantic: list[dict] | None, instances: list[dict] | None, height: int, width: int,
-    thresholds: Thresholds, semantic_runs: Runs | None = None, instance_runs: Runs | None = None,
+    thresholds: Thresholds, semantic_segments: rle.Segments | None = None,
+    instance_runs: Runs | None = None,
 ) -> Fused:
     """Filter instances (tiny, duplicate) and label them with the majority semantic class.
 
@@ -178,32 +184,35 @@ def fuse(
     the category of the semantic entry covering most of it (the first on ties), or -1 if
     that share is not above `min_category_share`. Without semantic entries (no semantic
     model) the backend's own category ids are kept. Instances come back sorted by score,
-    best first. The runs of the entries (from the encoders) save decoding their counts.
+    best first. What the encoders made besides the entries (the semantic map's segments,
+    the instances' runs) saves decoding the entries' counts; without it they are decoded.
     """
     if not instances:
         return Fused([])
-    min_area = max(thresholds.min_instance_area, thresholds.min_instance_fraction * height * width)
+    total = height * width
+    min_area = max(thresholds.min_instance_area, thresholds.min_instance_fraction * total)
     big = [i for i, e in enumerate(instances) if e["area"] >= min_area]
     big.sort(key=lambda i: -(instances[i]["score"] or 0.0))
     if instance_runs is None:
-        intervals = rle.Intervals.from_counts([instances[i]["counts"] for i in big])
+        intervals = rle.Intervals.from_counts([instances[i]["counts"] for i in big], total)
     else:
-        intervals = rle.Intervals.from_runs(*instance_runs).take(np.asarray(big, np.int64))
+        intervals = rle.Intervals.from_runs(*instance_runs, total).take(np.asarray(big, np.int64))
     areas = np.array([max(instances[i]["area"], 1) for i in big], dtype=np.float64)
-    keep = np.flatnonzero(~duplicates(intervals, areas, thresholds.duplicate_iou))
+    keep = np.flatnonzero(~duplicates(intervals, areas, thresholds.duplicate_iou, height))
     kept = [instances[big[k]] for k in keep.tolist()]
+    intervals = intervals.take(keep)
     purity = []
     if semantic and kept:
-        regions = (rle.Intervals.from_runs(*semantic_runs) if semantic_runs is not None
-                   else rle.Intervals.from_counts([e["counts"] for e in semantic]))
-        share = category_shares(intervals.take(keep), regions)
+        if semantic_segments is None:
+            semantic_segments = rle.Segments.from_intervals(
+                rle.Intervals.from_counts([e["counts"] for e in semantic], total))
+        share = category_shares(intervals, semantic_segments)
         best = share.argmax(1)
         top = share[np.arange(len(kept)), best]
         for inst, b, p in zip(kept, best.tolist(), top.tolist()):
             inst["category_id"] = int(semantic[b]["category_id"]) if p > thresholds.min_category_share else -1
         purity = top.tolist()
-    return Fused(kept, len(instances) - len(big), len(big) - len(kept), purity,
-                 intervals.union_area(keep))
+    return Fused(kept, len(instances) - len(big), len(big) - len(kept), purity, intervals.union_area())
 
 
 def ok_row(

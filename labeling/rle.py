@@ -1,20 +1,24 @@
 """Run-length geometry for fusion: overlaps of COCO RLE masks without decoding them.
 
 COCO counts list a mask's pixels in column-major order as alternating 0-runs and 1-runs,
-so a mask is a sorted list of [start, stop) intervals on the line of H * W positions, and
-everything fusion asks (pairwise IoU for duplicates, the share of an instance in each
+so a mask is a sorted list of [start, stop) intervals on the line of T = H * W positions,
+and everything fusion asks (pairwise IoU for duplicates, the share of an instance in each
 semantic category, the pixels covered by any instance) is arithmetic on interval lists.
-A stack of 30 masks of 375x500 is ~10,000 intervals against 5.6 M pixels, and the answers
+A stack of 30 masks of 375x500 is ~5,000 intervals against 5.6 M pixels, and the answers
 are exact: the same integers pycocotools' ``iou`` / ``merge`` / ``area`` compute.
 
-The encoders themselves live in dataset/masks.py (``mask_runs``, ``label_runs``,
-``encode_runs``, ``counts_runs``); the wrappers at the bottom keep the list-of-arrays API
-this module had before they moved there.
+Masks of one image are laid end to end: mask i owns positions [i * T, (i + 1) * T), so the
+running sum of all their runs is already every run's end in one sorted coordinate.
+
+The encoders live in dataset/masks.py (``mask_runs``, ``label_runs``, ``encode_runs``,
+``counts_runs``); the wrappers at the bottom keep the list-of-arrays API this module had
+before they moved there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,101 +28,168 @@ from dataset import masks as mask_codec
 
 @dataclass
 class Intervals:
-    """The 1-runs of N masks as [start, stop) column-major positions, mask by mask, each
-    mask's in increasing order; empty runs left out."""
+    """The 1-runs of N masks of one image as [start, stop) positions on the joined line
+    (mask i's pixel p at i * total + p), in increasing order."""
 
     start: np.ndarray  # int64 [K]
     stop: np.ndarray  # int64 [K]
-    owner: np.ndarray  # int64 [K], the mask of each interval (non-decreasing)
     offsets: np.ndarray  # int64 [N + 1]: mask i owns intervals offsets[i]:offsets[i + 1]
-    area: np.ndarray  # int64 [N]
+    total: int  # H * W
 
     @classmethod
-    def from_runs(cls, runs: np.ndarray, offsets: np.ndarray) -> Intervals:
+    def from_runs(cls, runs: np.ndarray, offsets: np.ndarray, total: int) -> Intervals:
+        """From runs (dataset.masks) of masks of `total` pixels each."""
+        ends = np.cumsum(runs)  # mask by mask, each summing to total: joined-line ends
         n = len(offsets) - 1
-        local = mask_codec.run_index(offsets)
-        stop = mask_codec.run_stops(runs, offsets)
-        ones = np.flatnonzero((local & 1).astype(bool) & (runs > 0))
-        owner = np.searchsorted(offsets, ones, side="right") - 1
-        mine = np.searchsorted(owner, np.arange(n + 1))
-        area = np.bincount(owner, weights=runs[ones], minlength=n).astype(np.int64)
-        return cls(stop[ones] - runs[ones], stop[ones], owner, mine, area)
+        if n and ends[offsets[1:] - 1].tolist() != list(range(total, total * n + 1, total)):
+            raise ValueError(f"RLE counts do not add up to the image's {total} pixels")
+        ones = np.flatnonzero(mask_codec.run_index(offsets) & 1)
+        stop = ends[ones]
+        return cls(stop - runs[ones], stop, np.diff(offsets) // 2, total)._counted()
 
     @classmethod
-    def from_counts(cls, counts: list[bytes | str]) -> Intervals:
+    def from_counts(cls, counts: list[bytes | str], total: int) -> Intervals:
         """From COCO compressed counts strings (schema entries' ``counts``)."""
-        return cls.from_runs(*mask_codec.counts_runs(counts))
+        return cls.from_runs(*mask_codec.counts_runs(counts), total)
 
-    def take(self, masks: np.ndarray) -> Intervals:
-        """The intervals of the given masks, in that order."""
-        idx, which = self._members(masks)
-        offsets = np.searchsorted(which, np.arange(len(masks) + 1))
-        return Intervals(self.start[idx], self.stop[idx], which, offsets, self.area[masks])
+    def _counted(self) -> Intervals:
+        """`offsets` holds intervals per mask until here; make it cumulative."""
+        self.offsets = np.concatenate(([0], np.cumsum(self.offsets)))
+        return self
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @cached_property
+    def owner(self) -> np.ndarray:
+        """int64 [K]: the mask of each interval."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
+
+    @cached_property
+    def local(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, stop) as positions inside each interval's own mask."""
+        base = self.owner * self.total
+        return self.start - base, self.stop - base
+
+    @cached_property
+    def covered(self) -> np.ndarray:
+        """int64 [K + 1]: pixels in the intervals before each one (and in all of them)."""
+        return np.concatenate(([0], np.cumsum(self.stop - self.start)))
+
+    @property
+    def area(self) -> np.ndarray:
+        """int64 [N]: pixels of each mask."""
+        return np.diff(self.covered[self.offsets])
 
     def _members(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Interval indices of the given masks, in order, and which of `masks` owns each."""
         sizes = self.offsets[masks + 1] - self.offsets[masks]
         which = np.repeat(np.arange(len(masks)), sizes)
-        first = np.repeat(self.offsets[masks] - (np.cumsum(sizes) - sizes), sizes)
-        return first + np.arange(len(which)), which
+        return np.arange(len(which)) + np.repeat(self.offsets[masks] - np.cumsum(sizes) + sizes, sizes), which
 
-    def covered_before(self, masks: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Pixels of mask masks[i] at positions < points[i], for every i."""
-        if not len(self.start):
-            return np.zeros(len(masks), np.int64)
-        span = int(max(self.stop.max(), points.max(initial=0))) + 1
-        key = self.owner * span + self.start  # sorted: by mask, then position
-        j = np.searchsorted(key, masks * span + points, side="right") - 1
-        ok = (j >= 0) & (self.owner[j] == masks)  # the mask's last interval starting <= point
-        length = self.stop - self.start
-        before = np.cumsum(length) - length  # pixels in all earlier intervals
-        base = before[np.minimum(self.offsets[masks], len(length) - 1)]
-        inside = np.minimum(self.stop[j], points) - self.start[j]
-        return np.where(ok, before[j] - base + inside, 0)
+    def boxes(self, height: int) -> np.ndarray:
+        """int64 [N, 4]: each mask's bounding box as x0, y0, x1, y1 (inclusive); 0s if empty."""
+        out = np.zeros((len(self), 4), np.int64)
+        some = np.flatnonzero(np.diff(self.offsets))
+        if not len(some):
+            return out
+        start, stop = self.local
+        (x0, y0), (x1, y1) = np.divmod(start, height), np.divmod(stop - 1, height)
+        across = x0 < x1  # an interval over a column break covers the full height
+        first = self.offsets[some]
+        out[some, 0], out[some, 2] = x0[first], x1[self.offsets[some + 1] - 1]
+        out[some, 1] = np.minimum.reduceat(np.where(across, 0, y0), first)
+        out[some, 3] = np.maximum.reduceat(np.where(across, height - 1, y1), first)
+        return out
+
+    def take(self, masks: np.ndarray) -> Intervals:
+        """The intervals of the given masks, in that order (each keeps its own positions
+        relative to its new place on the line)."""
+        if len(masks) == len(self) and np.array_equal(masks, np.arange(len(self))):
+            return self
+        idx, which = self._members(masks)
+        shift = (which - masks[which]) * self.total
+        return Intervals(self.start[idx] + shift, self.stop[idx] + shift,
+                         np.diff(self.offsets)[masks], self.total)._counted()
+
+    def _covered_before(self, points: np.ndarray) -> np.ndarray:
+        """Pixels of all masks at joined-line positions < points[i], for every i."""
+        j = np.searchsorted(self.start, points, side="right")  # intervals starting <= point
+        last = np.maximum(j - 1, 0)
+        inside = np.clip(np.minimum(self.stop[last], points) - self.start[last], 0, None)
+        return self.covered[last] + np.where(j > 0, inside, 0)
 
     def intersections(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """|mask a[i] & mask b[i]| for each pair, walking the intervals of the smaller list."""
-        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        if not len(a):
-            return np.zeros(0, np.int64)
-        sizes = np.diff(self.offsets)
-        a, b = np.where(sizes[a] <= sizes[b], a, b), np.where(sizes[a] <= sizes[b], b, a)
+        """|mask a[i] & mask b[i]| for each pair: the intervals of a[i], moved onto b[i]'s
+        part of the line, against b's coverage."""
+        if not len(a) or not len(self.start):
+            return np.zeros(len(a), np.int64)
         idx, pair = self._members(a)
-        other = b[pair]
-        inside = self.covered_before(other, self.stop[idx]) - self.covered_before(other, self.start[idx])
+        move = (b - a)[pair] * self.total
+        bounds = self._covered_before(np.concatenate([self.start[idx] + move, self.stop[idx] + move]))
+        inside = bounds[len(idx):] - bounds[:len(idx)]
         return np.bincount(pair, weights=inside, minlength=len(a)).astype(np.int64)
 
-    def overlaps_with(self, regions: Intervals) -> np.ndarray:
-        """int64 [N, M]: pixels of each of these masks inside each of the M `regions`, which
-        must be disjoint (the categories of a semantic map)."""
-        out = np.zeros((len(self), len(regions)), np.int64)
-        if not len(self.start) or not len(regions.start):
-            return out
-        order = np.argsort(regions.start, kind="stable")
-        r_start, r_stop, r_owner = regions.start[order], regions.stop[order], regions.owner[order]
-        first = np.maximum(np.searchsorted(r_start, self.start, side="right") - 1, 0)
-        count = np.maximum(np.searchsorted(r_start, self.stop, side="left") - first, 0)
-        which = np.repeat(np.arange(len(self.start)), count)
-        k = np.repeat(first - (np.cumsum(count) - count), count) + np.arange(len(which))
-        overlap = np.minimum(self.stop[which], r_stop[k]) - np.maximum(self.start[which], r_start[k])
-        cell = self.owner[which] * len(regions) + r_owner[k]
-        out = np.bincount(cell, weights=np.maximum(overlap, 0), minlength=out.size)
-        return out.astype(np.int64).reshape(len(self), len(regions))
+    def overlaps_with(self, segments: Segments) -> np.ndarray:
+        """int64 [N, C]: pixels of each mask inside each of the C categories of a partition."""
+        if not len(self.start) or not segments.count:
+            return np.zeros((len(self), segments.count), np.int64)
+        start, stop = self.local
+        first = np.searchsorted(segments.start, start, side="right") - 1  # segment of start
+        count = np.searchsorted(segments.start, stop, side="left") - first  # segments met
+        which = np.repeat(np.arange(len(start)), count)
+        k = np.arange(len(which)) + np.repeat(first - np.cumsum(count) + count, count)
+        overlap = np.minimum(stop[which], segments.stop[k]) - np.maximum(start[which], segments.start[k])
+        cell = self.owner[which] * (segments.count + 1) + segments.category[k]  # -1: none
+        out = np.bincount(cell + 1, weights=overlap, minlength=len(self) * (segments.count + 1))
+        return out.astype(np.int64).reshape(len(self), segments.count + 1)[:, 1:]
 
-    def union_area(self, masks: np.ndarray) -> int:
-        """Pixels inside any of the given masks."""
-        idx, _ = self._members(np.asarray(masks, np.int64))
-        if not len(idx):
+    def union_area(self) -> int:
+        """Pixels inside any of the masks."""
+        if not len(self.start):
             return 0
-        start, stop = self.start[idx], self.stop[idx]
+        start, stop = self.local
         order = np.argsort(start, kind="stable")  # merges the masks' sorted lists
         start, stop = start[order], stop[order]
-        reach = np.maximum.accumulate(stop)  # furthest stop of the intervals so far
-        begin = np.maximum(start, np.concatenate(([start[0]], reach[:-1])))
-        return int(np.maximum(stop - begin, 0).sum())
+        reach = np.maximum.accumulate(stop)  # furthest stop so far
+        begin = np.maximum(start[1:], reach[:-1])
+        return int(stop[0] - start[0] + np.maximum(stop[1:] - begin, 0).sum())
+
+
+@dataclass
+class Segments:
+    """A partition of one image's positions into runs of one label (column-major): segment i
+    covers [start[i], stop[i]) with category index category[i], -1 = none (unlabeled)."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    category: np.ndarray
+    count: int  # number of categories
+
+    @classmethod
+    def from_label_map(cls, start: np.ndarray, label: np.ndarray, categories: list[int],
+                       total: int) -> Segments:
+        """From dataset.masks.label_segments: labels -> index in `categories` (sorted)."""
+        cats = np.asarray(categories, np.int64)
+        at = np.minimum(np.searchsorted(cats, label), max(len(cats) - 1, 0))
+        index = np.where(cats[at] == label, at, -1) if len(cats) else np.full(len(label), -1)
+        return cls(start, np.append(start[1:], total), index, len(cats))
+
+    @classmethod
+    def from_intervals(cls, regions: Intervals) -> Segments:
+        """From the intervals of disjoint masks (semantic entries), with the gaps as -1."""
+        owner = np.repeat(np.arange(len(regions)), np.diff(regions.offsets))
+        start, stop = regions.start - owner * regions.total, regions.stop - owner * regions.total
+        real = stop > start
+        order = np.argsort(start[real], kind="stable")
+        start, stop, owner = start[real][order], stop[real][order], owner[real][order]
+        gap_start, gap_stop = np.concatenate(([0], stop)), np.append(start, regions.total)
+        gap = gap_stop > gap_start
+        seg_start = np.concatenate([gap_start[gap], start])
+        seg_cat = np.concatenate([np.full(int(gap.sum()), -1), owner])
+        order = np.argsort(seg_start, kind="stable")
+        seg_start, seg_cat = seg_start[order], seg_cat[order]
+        return cls(seg_start, np.append(seg_start[1:], regions.total), seg_cat, len(regions))
 
 
 # ---- the encoders (now in dataset/masks.py), with the list-of-arrays API ----

@@ -6,9 +6,10 @@ overhead benchmark calls them in one process. An item is a dict that grows step 
     decode:  idx, image_id, path, class_index, size (H, W), image (RGB, maybe shrunk),
              error (None or one line), image_bytes (if kept), seconds
     model:   semantic (entries at original size) + semantic_confidence, and/or
-             instances (entries, unfiltered); with each, the run lengths it was encoded
-             from (semantic_runs, instance_runs; None where a backend handed over RLEs),
-             so fusion need not decode them; a failing image gets `error` set instead
+             instances (entries, unfiltered); with each, what it was encoded from
+             (semantic_segments: the map's runs of one label; instance_runs: run lengths,
+             None where a backend handed over RLEs), so fusion need not decode the
+             entries; a failing image gets `error` set instead
     fuse:    -> one schema row dict per item (ok or error)
 
 A step never raises for a bad image: the image's item carries the reason to its error row.
@@ -89,7 +90,7 @@ class ModelStage:
         if "semantic" in self.roles:
             if pred.semantic is None:
                 raise ValueError("backend returned no semantic prediction")
-            item["semantic"], item["semantic_confidence"], item["semantic_runs"] = \
+            item["semantic"], item["semantic_confidence"], item["semantic_segments"] = \
                 semantic_with_runs(pred.semantic, item["size"])
         if "instances" in self.roles:
             if pred.instances is None:
@@ -135,7 +136,7 @@ def fuse_items(
         semantic, instances = item.get("semantic"), item.get("instances")
         fused = None if instances is None else fuse(
             semantic, instances, height, width, thresholds,
-            item.get("semantic_runs"), item.get("instance_runs"))
+            item.get("semantic_segments"), item.get("instance_runs"))
         seconds = item["seconds"] + time.perf_counter() - t0
         quality = image_quality(height, width, semantic, fused,
                                 item.get("semantic_confidence"), seconds)
