@@ -117,10 +117,12 @@ class GroundedSamBackend(Backend):
                                       masks=np.zeros((0, h, w), bool),
                                       category_ids=np.zeros(0, np.int32), source=self.name)
         transformed = self.predictor.transform.apply_boxes_torch(boxes.to(self.device), (h, w))
-        with self._autocast():
+        with self._autocast():  # the image encoder in bf16 on CUDA ...
             self.predictor.set_image(np.ascontiguousarray(image))
-            masks, _, _ = self.predictor.predict_torch(None, None, boxes=transformed,
-                                                       multimask_output=False)
+        # ... the prompt encoder and decoder (cheap for a few boxes) in float32
+        self.predictor.features = self.predictor.features.float()
+        masks, _, _ = self.predictor.predict_torch(None, None, boxes=transformed,
+                                                   multimask_output=False)
         self.predictor.reset_image()
         return InstancePrediction(
             scores=scores.cpu().numpy().astype(np.float32),
