@@ -159,20 +159,19 @@ def save_grounding_dino(path: Path, size: int = 128) -> Path:
     return path
 
 
-def save_tiny_sam(path: Path, mask_scale: float = 200.0) -> Path:
-    """A tiny SAM (labeling.backends.sam.build_tiny_sam) with sharper mask logits, as a .pth.
+def save_tiny_sam(path: Path) -> Path:
+    """A tiny SAM (labeling.backends.sam.build_tiny_sam) with mask-like random masks, as .pth.
 
-    At the default init the mask logits are ~0.03 in size, so every stability score is 0
-    and AMG keeps nothing; scaling the hypernetworks' last layers spreads the stability
-    scores over (0, 1), so the filters and NMS have real work to do.
+    At the default init every mask is a 4-pixel checkerboard with logits ~0.03 (so every
+    stability score is 0 and AMG keeps nothing); the benchmark's shape_random_masks makes
+    the upscaler smooth and the logits O(1), without changing the architecture.
     """
     from labeling.backends.sam import build_tiny_sam
+    from pipelines.benchmarks.sam import shape_random_masks
 
     torch.manual_seed(0)
     sam = build_tiny_sam()
-    with torch.no_grad():
-        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[-1].weight.mul_(mask_scale)
+    shape_random_masks(sam)
     torch.save(sam.state_dict(), path)
     return path
 
