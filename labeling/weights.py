@@ -120,10 +120,13 @@ def download(name: str, root: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         _download_url(ckpt.source, dest)
         return dest
-    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     dest = hf_local_dir(ckpt.source, root)
-    snapshot_download(ckpt.source, local_dir=dest)
+    skip = ["*.msgpack", "*.h5", "*.onnx", "tf_model*", "flax_model*", "rust_model*"]
+    if any(f.endswith(".safetensors") for f in HfApi().list_repo_files(ckpt.source)):
+        skip.append("*.bin")  # the same weights twice
+    snapshot_download(ckpt.source, local_dir=dest, ignore_patterns=skip)
     for repo, filename in ckpt.extra:
         hf_hub_download(repo, filename, repo_type="dataset", local_dir=dest)
     return dest
