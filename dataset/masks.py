@@ -1,20 +1,22 @@
 """Mask <-> COCO RLE, and the decoded label maps a trainer wants.
 
 What this module writes is exactly what ``pycocotools.mask.decode({"size": [h, w],
-"counts": counts})`` reads: the encoders below produce the same bytes, areas and boxes as
-``pycocotools.mask.encode`` / ``area`` / ``toBbox`` (tests/dataset/test_masks.py checks
-this), only faster, because they work on whole stacks at once in numpy:
+"counts": counts})`` reads: the same bytes, areas and boxes as ``pycocotools.mask.encode``
+/ ``area`` / ``toBbox`` (tests/dataset/test_mask_codec.py checks this), only faster:
 
 - COCO counts run down the columns (Fortran order) while numpy masks are stored row by
-  row. Instead of a transposed uint8 copy of every mask (what pycocotools needs), the run
-  boundaries are found on the row-major array (one comparison of vertical neighbours for
-  all masks) and sorted into column order; a label map is scanned once for all categories.
+  row. pycocotools.mask.encode needs a transposed uint8 copy of every mask; here the run
+  boundaries are found on the row-major stack (one comparison of vertical neighbours for
+  all masks) and sorted into column order (``mask_runs``). A label map is small next to
+  a stack of masks: its column-major copy is scanned once for all categories
+  (``label_segments``, ``segment_runs``).
 - "Runs" are the uncompressed counts: alternating 0-run / 1-run lengths starting with a
   (possibly empty) 0-run and summing to H * W. Several masks' runs travel as one flat int64
   array plus offsets [N + 1] (mask i owns ``runs[offsets[i]:offsets[i + 1]]``).
-- The compressed string (5-bit groups, chars 48..111, bit 0x20 = more groups follow, bit
-  0x10 of the last group = sign, from the third value on the difference to the value two
-  places before) is written and read for all masks with a handful of array operations.
+  pycocotools compresses them (``coco_rles``: views of one uint32 array, no Python lists)
+  and ``counts_runs`` reads compressed strings back into runs with array operations
+  (5-bit groups, chars 48..111, bit 0x20 = more groups follow, bit 0x10 of the last group
+  = sign, from the third value on the difference to the value two places before).
 
 Decoded maps:
 - semantic label map: int32 [H, W], the category id of each pixel, -1 where unlabeled.
@@ -33,9 +35,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 Runs = tuple[np.ndarray, np.ndarray]  # (int64 run lengths of all masks, int64 offsets [N + 1])
-
-# a value needs k 5-bit groups when it (or ~value, if negative) is below 16 * 32 ** (k - 1)
-_GROUP_LIMITS = 16 * 32 ** np.arange(7, dtype=np.int64)
 
 
 # ---- runs: finding them in masks and label maps ----
@@ -130,16 +129,20 @@ def label_segments(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def segment_runs(
     start: np.ndarray, label: np.ndarray, total: int, categories: Sequence[int] | None = None,
-) -> tuple[list[int], np.ndarray, np.ndarray]:
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """label_segments' output -> (categories, runs, offsets) of `label == c` for each
-    category c; categories default to every id >= 0 present, sorted."""
+    category c (default: every id >= 0 present, sorted), and the index in categories of
+    every segment's label (-1 for the others)."""
     cats, seg, key = _group_segments(label, categories)
+    index = np.full(len(label), -1, np.int64)
+    index[seg] = key
     if not len(cats):
-        return [], np.zeros(0, np.int64), np.zeros(1, np.int64)
+        return [], np.zeros(0, np.int64), np.zeros(1, np.int64), index
     # a segment starts a run of 1s at its start and a run of 0s at its stop (the next start)
     pos = np.stack([start[seg], np.append(start[1:], total)[seg]], 1).reshape(-1)
     inside = pos < total
-    return cats.tolist(), *_runs_from_sorted(np.repeat(key, 2)[inside], pos[inside], len(cats), total)
+    runs, offsets = _runs_from_sorted(np.repeat(key, 2)[inside], pos[inside], len(cats), total)
+    return cats.tolist(), runs, offsets, index
 
 
 def label_runs(
@@ -147,73 +150,33 @@ def label_runs(
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Label map int [H, W] -> (categories, runs, offsets): the runs of `label_map == c` for
     each category, from one scan. Categories default to every id >= 0 present, sorted."""
-    return segment_runs(*label_segments(label_map), label_map.size, categories)
+    return segment_runs(*label_segments(label_map), label_map.size, categories)[:3]
 
 
 # ---- runs <-> COCO records ----
 
-def run_stops(runs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """For a flat runs array: where each run stops, counted from its own mask's start."""
-    total = np.concatenate(([0], np.cumsum(runs)))
-    return total[1:] - np.repeat(total[offsets[:-1]], np.diff(offsets))
-
-
 def run_index(offsets: np.ndarray) -> np.ndarray:
     """For a flat runs array: each run's index inside its own mask."""
-    counts = np.diff(offsets)
-    return np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+    return np.arange(offsets[-1]) - np.repeat(offsets[:-1], np.diff(offsets))
 
 
-def compress_runs(runs: np.ndarray, offsets: np.ndarray) -> list[bytes]:
-    """Runs, offsets -> the COCO compressed counts string of each mask (pycocotools' bytes)."""
+def coco_rles(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) -> list[dict]:
+    """Runs, offsets -> pycocotools RLE dicts ({"size", "counts": bytes}): pycocotools
+    compresses the counts, handed over as views of one uint32 array (no Python lists)."""
     if len(offsets) < 2:
         return []
-    x = runs.astype(np.int64)
-    later = np.flatnonzero(run_index(offsets) > 2)
-    x[later] -= runs[later - 2]  # from the third value on: difference to two places before
-    groups = 1 + np.searchsorted(_GROUP_LIMITS, np.where(x < 0, ~x, x), side="right")
-    ends = np.cumsum(groups)
-    shift = 5 * (np.arange(ends[-1]) - np.repeat(ends - groups, groups))
-    chars = (np.repeat(x, groups) >> shift) & 0x1F  # arithmetic shift keeps the sign
-    chars += 0x20 + 48
-    chars[ends - 1] -= 0x20  # the last group of a value says "no more"
-    blob = chars.astype(np.uint8).tobytes()
-    cuts = np.concatenate(([0], ends))[offsets].tolist()
-    return [blob[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    size = [int(height), int(width)]
+    parts = np.split(runs.astype(np.uint32), offsets[1:-1])
+    return mask_utils.frPyObjects([{"size": size, "counts": p} for p in parts], *size)
 
 
-def runs_areas(runs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Runs, offsets -> int64 areas [N] (the sum of each mask's 1-runs)."""
-    ones = np.concatenate(([0], np.cumsum(runs * (run_index(offsets) & 1))))
-    return ones[offsets[1:]] - ones[offsets[:-1]]
-
-
-def runs_area_bbox(runs: np.ndarray, offsets: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs, offsets -> (int64 areas [N], float64 [x, y, w, h] boxes [N, 4]) as pycocotools'
-    ``area`` and ``toBbox`` compute them (an empty mask has box 0, 0, 0, 0)."""
-    n = len(offsets) - 1
-    stop = run_stops(runs, offsets)
-    ones = np.flatnonzero((run_index(offsets) & 1) & (runs > 0))
-    owner = np.searchsorted(offsets, ones, side="right") - 1
-    areas = np.bincount(owner, weights=runs[ones], minlength=n).astype(np.int64)
-    boxes = np.zeros((n, 4))
-    if not len(ones):
-        return areas, boxes
-    (x0, y0), (x1, y1) = np.divmod(stop[ones] - runs[ones], height), np.divmod(stop[ones] - 1, height)
-    across = x0 < x1  # a run over a column break covers the full height
-    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    left, right = x0[first], np.maximum.reduceat(x1, first)
-    top = np.minimum.reduceat(np.where(across, 0, y0), first)
-    bottom = np.maximum.reduceat(np.where(across, height - 1, y1), first)
-    boxes[owner[first]] = np.column_stack([left, top, right - left + 1, bottom - top + 1])
-    return areas, boxes
-
-
-def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int) -> list[dict[str, Any]]:
+def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) -> list[dict[str, Any]]:
     """Runs, offsets -> one {"counts": bytes, "area": int, "bbox": [x, y, w, h]} per mask."""
-    areas, boxes = runs_area_bbox(runs, offsets, height)
-    return [{"counts": c, "area": a, "bbox": b}
-            for c, a, b in zip(compress_runs(runs, offsets), areas.tolist(), boxes.tolist())]
+    rles = coco_rles(runs, offsets, height, width)
+    if not rles:
+        return []
+    return [{"counts": r["counts"], "area": a, "bbox": b} for r, a, b in
+            zip(rles, mask_utils.area(rles).tolist(), mask_utils.toBbox(rles).tolist())]
 
 
 def _undo_differences(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -236,7 +199,7 @@ def _undo_differences(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def counts_runs(counts: Sequence[bytes | str]) -> Runs:
-    """COCO compressed counts strings -> runs, offsets (the inverse of compress_runs).
+    """COCO compressed counts strings -> runs, offsets (the inverse of coco_rles).
     Raises ValueError on a malformed string or a negative run."""
     data = [c.encode() if isinstance(c, str) else bytes(c) for c in counts]
     chars = np.frombuffer(b"".join(data), np.uint8).astype(np.int64) - 48
@@ -278,7 +241,7 @@ def encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
         return []
     if 0 in masks.shape:
         raise ValueError(f"masks have an empty side: {masks.shape}")
-    return encode_runs(*mask_runs(masks), masks.shape[1])
+    return encode_runs(*mask_runs(masks), *masks.shape[1:])
 
 
 def decode(counts: bytes | str, height: int, width: int) -> np.ndarray:
@@ -300,12 +263,12 @@ def semantic_entries(
     if label_map.size == 0:
         return []
     categories, runs, offsets = label_runs(label_map)
+    rles = coco_rles(runs, offsets, *label_map.shape)
     entries = []
-    for cat, counts, area in zip(categories, compress_runs(runs, offsets),
-                                 runs_areas(runs, offsets).tolist()):
+    for cat, rle, area in zip(categories, rles, mask_utils.area(rles).tolist() if rles else []):
         score = None if scores is None else scores.get(cat)
         entries.append(
-            {"category_id": cat, "counts": counts, "area": area,
+            {"category_id": cat, "counts": rle["counts"], "area": area,
              "score": None if score is None else float(score)}
         )
     return entries

@@ -15,10 +15,12 @@ with the category as a crowd region), covered pixels = area of the union (``merg
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from dataset import masks as mask_codec
 from dataset.masks import Runs, nearest_indices
@@ -42,18 +44,21 @@ def label_map_entries(
 ) -> tuple[list[dict], rle.Segments]:
     """Label map int [H, W] (-1 unlabeled) -> (schema `semantic` entries, one per category
     present, and the map's segments, which fusion can use instead of decoding the entries)."""
-    if label_map.size and label_map.min() < -1:
-        raise ValueError(f"semantic label map has ids below -1 (min {label_map.min()})")
+    if not label_map.size:
+        return [], rle.Segments(np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0)
     start, label = mask_codec.label_segments(label_map)
-    categories, runs, offsets = mask_codec.segment_runs(start, label, label_map.size)
+    if label.min() < -1:  # every label starts a segment
+        raise ValueError(f"semantic label map has ids below -1 (min {label.min()})")
+    categories, runs, offsets, index = mask_codec.segment_runs(start, label, label_map.size)
+    rles = mask_codec.coco_rles(runs, offsets, *label_map.shape)
+    areas = mask_utils.area(rles).tolist() if rles else []
     scores = scores or {}
     entries = [
-        {"category_id": c, "counts": counts, "area": area,
+        {"category_id": c, "counts": r["counts"], "area": a,
          "score": None if scores.get(c) is None else float(scores[c])}
-        for c, counts, area in zip(categories, mask_codec.compress_runs(runs, offsets),
-                                   mask_codec.runs_areas(runs, offsets).tolist())
+        for c, r, a in zip(categories, rles, areas)
     ]
-    return entries, rle.Segments.from_label_map(start, label, categories, label_map.size)
+    return entries, rle.Segments(start, index, len(categories), label_map.size)
 
 
 def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = None) -> list[dict]:
@@ -103,7 +108,7 @@ def instances_with_runs(
         masks = None
     if masks is not None and len(masks):
         runs = mask_codec.mask_runs(masks)
-        encoded = mask_codec.encode_runs(*runs, masks.shape[1])
+        encoded = mask_codec.encode_runs(*runs, *masks.shape[1:])
     else:
         encoded = [] if masks is not None or pred.rles is None else list(pred.rles)
     if len(encoded) != n:
@@ -135,6 +140,14 @@ class Fused:
     covered: int = 0  # pixels inside any kept instance
 
 
+@functools.lru_cache(maxsize=64)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """All index pairs i < j of n masks, by i then j."""
+    i, j = np.triu_indices(n, 1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
+
+
 def duplicates(
     intervals: rle.Intervals, areas: np.ndarray, max_iou: float, height: int,
 ) -> np.ndarray:
@@ -145,7 +158,7 @@ def duplicates(
     """
     n = len(intervals)
     dropped = np.zeros(n, dtype=bool)
-    i, j = np.triu_indices(n, 1)
+    i, j = _pairs(n)
     similar = np.minimum(areas[i], areas[j]) / np.maximum(areas[i], areas[j]) > max_iou
     i, j = i[similar], j[similar]
     if not len(i):

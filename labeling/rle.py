@@ -10,7 +10,7 @@ are exact: the same integers pycocotools' ``iou`` / ``merge`` / ``area`` compute
 Masks of one image are laid end to end: mask i owns positions [i * T, (i + 1) * T), so the
 running sum of all their runs is already every run's end in one sorted coordinate.
 
-The encoders live in dataset/masks.py (``mask_runs``, ``label_runs``, ``encode_runs``,
+The codec lives in dataset/masks.py (``mask_runs``, ``label_runs``, ``encode_runs``,
 ``counts_runs``); the wrappers at the bottom keep the list-of-arrays API this module had
 before they moved there.
 """
@@ -131,18 +131,29 @@ class Intervals:
         return np.bincount(pair, weights=inside, minlength=len(a)).astype(np.int64)
 
     def overlaps_with(self, segments: Segments) -> np.ndarray:
-        """int64 [N, C]: pixels of each mask inside each of the C categories of a partition."""
+        """int64 [N, C]: pixels of each mask inside each of the C categories of a partition.
+
+        An interval overlaps the segment holding its first pixel (head), the one holding its
+        last pixel (tail, if another) and every segment in between (middle, rare)."""
         if not len(self.start) or not segments.count:
             return np.zeros((len(self), segments.count), np.int64)
         start, stop = self.local
-        first = np.searchsorted(segments.start, start, side="right") - 1  # segment of start
-        count = np.searchsorted(segments.start, stop, side="left") - first  # segments met
-        which = np.repeat(np.arange(len(start)), count)
-        k = np.arange(len(which)) + np.repeat(first - np.cumsum(count) + count, count)
-        overlap = np.minimum(stop[which], segments.stop[k]) - np.maximum(start[which], segments.start[k])
-        cell = self.owner[which] * (segments.count + 1) + segments.category[k]  # -1: none
-        out = np.bincount(cell + 1, weights=overlap, minlength=len(self) * (segments.count + 1))
-        return out.astype(np.int64).reshape(len(self), segments.count + 1)[:, 1:]
+        k, width = len(start), segments.count + 1  # column 0 of the result: no category
+        at = np.searchsorted(segments.start, np.concatenate([start, stop - 1]), side="right") - 1
+        first, last = at[:k], at[k:]
+        cat, owner = segments.category + 1, self.owner * width
+        cells = [owner + cat[first], owner + cat[last]]
+        weights = [np.minimum(stop, segments.stop[first]) - start,
+                   np.where(last > first, stop - segments.start[np.maximum(last, 0)], 0)]
+        middle = np.maximum(last - first - 1, 0)
+        if middle.any():
+            which = np.repeat(np.arange(k), middle)
+            j = np.arange(len(which)) + np.repeat(first + 1 - np.cumsum(middle) + middle, middle)
+            cells.append(owner[which] + cat[j])
+            weights.append(segments.stop[j] - segments.start[j])
+        out = np.bincount(np.concatenate(cells), weights=np.concatenate(weights),
+                          minlength=len(self) * width)
+        return out.astype(np.int64).reshape(len(self), width)[:, 1:]
 
     def union_area(self) -> int:
         """Pixels inside any of the masks."""
@@ -159,21 +170,16 @@ class Intervals:
 @dataclass
 class Segments:
     """A partition of one image's positions into runs of one label (column-major): segment i
-    covers [start[i], stop[i]) with category index category[i], -1 = none (unlabeled)."""
+    covers [start[i], stop[i]) and has category index category[i] (-1: none, unlabeled)."""
 
-    start: np.ndarray
-    stop: np.ndarray
-    category: np.ndarray
+    start: np.ndarray  # int64 [S], start[0] = 0
+    category: np.ndarray  # int64 [S]
     count: int  # number of categories
+    total: int  # H * W
 
-    @classmethod
-    def from_label_map(cls, start: np.ndarray, label: np.ndarray, categories: list[int],
-                       total: int) -> Segments:
-        """From dataset.masks.label_segments: labels -> index in `categories` (sorted)."""
-        cats = np.asarray(categories, np.int64)
-        at = np.minimum(np.searchsorted(cats, label), max(len(cats) - 1, 0))
-        index = np.where(cats[at] == label, at, -1) if len(cats) else np.full(len(label), -1)
-        return cls(start, np.append(start[1:], total), index, len(cats))
+    @cached_property
+    def stop(self) -> np.ndarray:
+        return np.append(self.start[1:], self.total)
 
     @classmethod
     def from_intervals(cls, regions: Intervals) -> Segments:
@@ -188,8 +194,7 @@ class Segments:
         seg_start = np.concatenate([gap_start[gap], start])
         seg_cat = np.concatenate([np.full(int(gap.sum()), -1), owner])
         order = np.argsort(seg_start, kind="stable")
-        seg_start, seg_cat = seg_start[order], seg_cat[order]
-        return cls(seg_start, np.append(seg_start[1:], regions.total), seg_cat, len(regions))
+        return cls(seg_start[order], seg_cat[order], len(regions), regions.total)
 
 
 # ---- the encoders (now in dataset/masks.py), with the list-of-arrays API ----
@@ -211,7 +216,7 @@ def records(runs: list[np.ndarray], height: int, width: int) -> list[dict[str, A
     if not runs:
         return []
     offsets = np.concatenate(([0], np.cumsum([len(r) for r in runs])))
-    return mask_codec.encode_runs(np.concatenate(runs).astype(np.int64), offsets, height)
+    return mask_codec.encode_runs(np.concatenate(runs).astype(np.int64), offsets, height, width)
 
 
 def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:

@@ -134,9 +134,15 @@ def fuse_items(
                                   height, width, item["seconds"]))
             continue
         semantic, instances = item.get("semantic"), item.get("instances")
-        fused = None if instances is None else fuse(
-            semantic, instances, height, width, thresholds,
-            item.get("semantic_segments"), item.get("instance_runs"))
+        try:
+            fused = None if instances is None else fuse(
+                semantic, instances, height, width, thresholds,
+                item.get("semantic_segments"), item.get("instance_runs"))
+        except Exception as exc:  # e.g. a backend's RLE that does not fit the image
+            rows.append(error_row(item["image_id"], item["class_index"],
+                                  f"fusion failed ({_one_line(exc)})", height, width,
+                                  item["seconds"] + time.perf_counter() - t0))
+            continue
         seconds = item["seconds"] + time.perf_counter() - t0
         quality = image_quality(height, width, semantic, fused,
                                 item.get("semantic_confidence"), seconds)
