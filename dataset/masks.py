@@ -7,9 +7,8 @@ What this module writes is exactly what ``pycocotools.mask.decode({"size": [h, w
 - COCO counts run down the columns (Fortran order) while numpy masks are stored row by
   row. pycocotools.mask.encode needs a transposed uint8 copy of every mask; here the run
   boundaries are found on the row-major stack (one comparison of vertical neighbours for
-  all masks) and sorted into column order (``mask_runs``). A label map is small next to
-  a stack of masks: its column-major copy is scanned once for all categories
-  (``label_segments``, ``segment_runs``).
+  all masks) and sorted into column order (``mask_runs``); a label map is scanned once for
+  all its categories (``label_segments``, ``segment_runs``).
 - "Runs" are the uncompressed counts: alternating 0-run / 1-run lengths starting with a
   (possibly empty) 0-run and summing to H * W. Several masks' runs travel as one flat int64
   array plus offsets [N + 1] (mask i owns ``runs[offsets[i]:offsets[i + 1]]``).
@@ -122,9 +121,16 @@ def _group_segments(
 def label_segments(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label map int [H, W] -> (start, label): its column-major runs of one label; run i
     covers positions start[i] up to start[i + 1] (the last one up to H * W)."""
-    flat = np.ascontiguousarray(label_map.T).reshape(-1)  # COCO order; small next to masks
-    start = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
-    return start, flat[start].astype(np.int64)
+    h, w = label_map.shape
+    top = np.flatnonzero(label_map[0, 1:] != label_map[-1, :-1]) + 1  # differs from the
+    y, x = np.divmod(np.flatnonzero(label_map[1:] != label_map[:-1]), w)  # pixel before
+    col = np.concatenate([top, x])
+    pos = np.concatenate([top * h, x * h + y + 1])
+    # found row by row; a stable sort by column puts them in column-major order
+    order = np.argsort(col.astype(np.uint16) if w <= 1 << 16 else col, kind="stable")
+    start = np.concatenate(([0], pos[order]))
+    x, y = np.divmod(start, h)
+    return start, label_map[y, x].astype(np.int64)
 
 
 def segment_runs(
