@@ -54,7 +54,9 @@ def build_data(root: Path, count: int, seed: int = 0) -> tuple[Path, list[Path]]
         Image.fromarray(np.ascontiguousarray(img)).save(path, format="JPEG", quality=90)
         rows.append(row)
         paths.append(path)
-    vocab = {i: f"region {i}" for i in range(16)}
+    # as many classes as the demo labels (background, 1000 ImageNet classes, salient object),
+    # so the semantic head of the timed models has its real size
+    vocab = {i: f"class {i}" for i in range(1002)}
     meta = file_metadata(semantic_vocab=vocab, input_root=str(images))
     labels = root / "labels"
     for s in range(0, count, 128):
@@ -161,7 +163,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--long", type=int, default=4000, help="images served in the memory run (0 = skip)")
-    p.add_argument("--device", default="cpu", help="cuda: also time training steps")
+    p.add_argument("--device", default="cpu",
+                   help="cuda: also time training steps on the GPU (cpu-train: the same on the CPU)")
     p.add_argument("--train-configs", default="demo,vit_b16_imagenet")
     p.add_argument("--gpu-batch", type=int, default=256, help="per-GPU batch of the vit_b16 config")
     p.add_argument("--gpu-workers", type=int, default=12, help="loader workers for the loader-fed GPU run")
@@ -178,7 +181,7 @@ def main(argv: list[str]) -> dict[str, Any]:
             m = result["memory"]
             print(f"\nmemory over {m['images']} images: warm {m['rss_warm_mb']:.0f} MB, max "
                   f"{m['rss_max_mb']:.0f} MB, end {m['rss_end_mb']:.0f} MB (growth {m['growth_mb']:+.1f} MB)")
-        if args.device.startswith("cuda"):
+        if args.device != "cpu":  # cuda; "cpu-train" times the CPU training path
             result["gpu"] = gpu_table(labels, Path(tmp), args)
     return result
 
@@ -217,45 +220,58 @@ def _one_thread_arrow() -> None:
 
 def _timed_steps(trainer: Any, batches: Any, warm: int, steps: int) -> float:
     """Seconds for `steps` training steps after `warm` untimed ones (device synchronised)."""
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     for _ in range(warm):
         trainer.train_step(batches)
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         trainer.train_step(batches)
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - t0
 
 
 def gpu_table(labels: Path, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Training images/s of each named config on one GPU: compute only, then loader-fed."""
-    import itertools
-
-    from model.training import Trainer, load_config
+    from model.training import load_config
 
     out: dict[str, Any] = {}
-    print(f"\ntraining on {torch.cuda.get_device_name()}, one GPU\n")
+    cuda = args.device.startswith("cuda")
+    print(f"\ntraining on {torch.cuda.get_device_name() if cuda else args.device}, one device\n")
     print("| config | model | batch | autocast | compute img/s | peak GPU GB | loader-fed img/s (workers) |")
     print("|---|---|---:|---|---:|---:|---:|")
     for name in args.train_configs.split(","):
         over = [f"data.labels={labels}", f"output={tmp}/run_{name}", "ckpt_every=0", "vis_every=0",
-                "log_every=100000", f"device={args.device}", "eval.every=0", "steps=100000"]
+                "log_every=100000", f"device={'cpu' if not cuda else args.device}", "eval.every=0",
+                "steps=100000"]
         if name != "demo":
             over += [f"batch_size={args.gpu_batch}", "accum_steps=1"]
         cfg = load_config(name, over)
         cfg.data.num_workers = 0
-        trainer = Trainer(cfg)
-        batch = {k: v.to(trainer.device) for k, v in next(iter(trainer.loader)).items() if torch.is_tensor(v)}
-        torch.cuda.reset_peak_memory_stats()
-        seconds = _timed_steps(trainer, itertools.repeat(batch), 3, 10)
-        compute = 10 * cfg.batch_size / seconds
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        cfg.data.num_workers = args.gpu_workers
-        loader = PretrainLoader(cfg.data, trainer.micro, seed=1, pin_memory=True)
-        fed = 20 * cfg.batch_size / _timed_steps(trainer, iter(loader), 3, 20)
-        out[name] = {"compute_img_s": compute, "peak_gb": peak, "loader_fed_img_s": fed}
-        print(f"| {name} | {trainer.model.config.name} | {cfg.batch_size} | {trainer.amp} | {compute:.0f} "
-              f"| {peak:.1f} | {fed:.0f} ({args.gpu_workers}) |", flush=True)
-        del trainer, loader
-        torch.cuda.empty_cache()
+        try:
+            out[name] = _gpu_row(name, cfg, args, cuda)
+        except torch.cuda.OutOfMemoryError as exc:
+            print(f"| {name} | out of GPU memory at batch {cfg.batch_size}: {str(exc).splitlines()[0]} |")
+        if cuda:
+            torch.cuda.empty_cache()
     return out
+
+
+def _gpu_row(name: str, cfg: Any, args: argparse.Namespace, cuda: bool) -> dict[str, float]:
+    """One config: a real batch resident on the device (compute only), then loader-fed."""
+    import itertools
+
+    from model.training import Trainer
+
+    trainer = Trainer(cfg)
+    batch = {k: v.to(trainer.device) for k, v in next(iter(trainer.loader)).items() if torch.is_tensor(v)}
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    compute = 10 * cfg.batch_size / _timed_steps(trainer, itertools.repeat(batch), 3, 10)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    cfg.data.num_workers = args.gpu_workers
+    loader = PretrainLoader(cfg.data, trainer.micro, seed=1, pin_memory=cuda)
+    fed = 20 * cfg.batch_size / _timed_steps(trainer, iter(loader), 3, 20)
+    print(f"| {name} | {trainer.model.config.name} | {cfg.batch_size} | {trainer.amp} | {compute:.0f} "
+          f"| {peak:.1f} | {fed:.0f} ({args.gpu_workers}) |", flush=True)
+    return {"compute_img_s": compute, "peak_gb": peak, "loader_fed_img_s": fed}
