@@ -45,17 +45,17 @@ class Intervals:
             raise ValueError(f"RLE counts do not add up to the image's {total} pixels")
         ones = np.flatnonzero(mask_codec.run_index(offsets) & 1)
         stop = ends[ones]
-        return cls(stop - runs[ones], stop, np.diff(offsets) // 2, total)._counted()
+        return cls.of(stop - runs[ones], stop, np.diff(offsets) // 2, total)
 
     @classmethod
     def from_counts(cls, counts: list[bytes | str], total: int) -> Intervals:
         """From COCO compressed counts strings (schema entries' ``counts``)."""
         return cls.from_runs(*mask_codec.counts_runs(counts), total)
 
-    def _counted(self) -> Intervals:
-        """`offsets` holds intervals per mask until here; make it cumulative."""
-        self.offsets = np.concatenate(([0], np.cumsum(self.offsets)))
-        return self
+    @classmethod
+    def of(cls, start: np.ndarray, stop: np.ndarray, sizes: np.ndarray, total: int) -> Intervals:
+        """From the intervals and how many of them each mask has."""
+        return cls(start, stop, np.concatenate(([0], np.cumsum(sizes))), total)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -85,7 +85,8 @@ class Intervals:
         """Interval indices of the given masks, in order, and which of `masks` owns each."""
         sizes = self.offsets[masks + 1] - self.offsets[masks]
         which = np.repeat(np.arange(len(masks)), sizes)
-        return np.arange(len(which)) + np.repeat(self.offsets[masks] - np.cumsum(sizes) + sizes, sizes), which
+        first = np.repeat(self.offsets[masks] - np.cumsum(sizes) + sizes, sizes)
+        return np.arange(len(which)) + first, which
 
     def boxes(self, height: int) -> np.ndarray:
         """int64 [N, 4]: each mask's bounding box as x0, y0, x1, y1 (inclusive); 0s if empty."""
@@ -109,8 +110,8 @@ class Intervals:
             return self
         idx, which = self._members(masks)
         shift = (which - masks[which]) * self.total
-        return Intervals(self.start[idx] + shift, self.stop[idx] + shift,
-                         np.diff(self.offsets)[masks], self.total)._counted()
+        return Intervals.of(self.start[idx] + shift, self.stop[idx] + shift,
+                            np.diff(self.offsets)[masks], self.total)
 
     def _covered_before(self, points: np.ndarray) -> np.ndarray:
         """Pixels of all masks at joined-line positions < points[i], for every i."""
@@ -184,8 +185,7 @@ class Segments:
     @classmethod
     def from_intervals(cls, regions: Intervals) -> Segments:
         """From the intervals of disjoint masks (semantic entries), with the gaps as -1."""
-        owner = np.repeat(np.arange(len(regions)), np.diff(regions.offsets))
-        start, stop = regions.start - owner * regions.total, regions.stop - owner * regions.total
+        (start, stop), owner = regions.local, regions.owner
         real = stop > start
         order = np.argsort(start[real], kind="stable")
         start, stop, owner = start[real][order], stop[real][order], owner[real][order]
