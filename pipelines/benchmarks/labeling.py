@@ -92,11 +92,12 @@ class _TimedBackend:
         t0 = _clock()
         out = self.inner.predict(images, class_names)
         t1 = _clock()
-        for pred in out:
-            if pred.instances.masks is not None:
-                pycocotools_encode(pred.semantic.label_map, pred.instances.masks)
-        self.reference += _clock() - t1
         self.seconds += t1 - t0
+        if any(pred.instances.masks is not None for pred in out):
+            for pred in out:
+                if pred.instances.masks is not None:
+                    pycocotools_encode(pred.semantic.label_map, pred.instances.masks)
+            self.reference += _clock() - t1
         return out
 
 
