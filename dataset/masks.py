@@ -182,7 +182,7 @@ def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) 
     if not rles:
         return []
     return [{"counts": r["counts"], "area": a, "bbox": b} for r, a, b in
-            zip(rles, mask_utils.area(rles).tolist(), mask_utils.toBbox(rles).tolist())]
+            zip(rles, rle_areas(rles).tolist(), mask_utils.toBbox(rles).tolist())]
 
 
 def _undo_differences(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -238,6 +238,20 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
     return encode_many(mask[None])[0]
 
 
+# pycocotools 2.0.x builds area()'s result with np.array((n,), dtype=np.uint8), which
+# numpy 2 refuses for n > 255 RLEs ("Python integer 300 out of bounds for uint8").
+_AREA_CHUNK = 255
+
+
+def rle_areas(rles: Sequence[dict[str, Any]]) -> np.ndarray:
+    """pycocotools.mask.area for any number of RLEs (uint32 [N])."""
+    if not rles:
+        return np.zeros(0, dtype=np.uint32)
+    rles = list(rles)
+    return np.concatenate([mask_utils.area(rles[i:i + _AREA_CHUNK])
+                           for i in range(0, len(rles), _AREA_CHUNK)])
+
+
 def encode_many(masks: np.ndarray) -> list[dict[str, Any]]:
     """Boolean [N, H, W] masks -> one {"counts", "area", "bbox"} dict each."""
     masks = np.asarray(masks)
@@ -271,7 +285,7 @@ def semantic_entries(
     categories, runs, offsets = label_runs(label_map)
     rles = coco_rles(runs, offsets, *label_map.shape)
     entries = []
-    for cat, rle, area in zip(categories, rles, mask_utils.area(rles).tolist() if rles else []):
+    for cat, rle, area in zip(categories, rles, rle_areas(rles).tolist()):
         score = None if scores is None else scores.get(cat)
         entries.append(
             {"category_id": cat, "counts": rle["counts"], "area": area,

@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from dataset import masks as mask_codec
-from dataset.masks import Runs, nearest_indices
+from dataset.masks import Runs, nearest_indices, rle_areas
 from dataset.schema import STATUS_ERROR, STATUS_OK
 from labeling import rle
 from labeling.backends.base import InstancePrediction, SemanticPrediction
@@ -51,7 +51,7 @@ def label_map_entries(
         raise ValueError(f"semantic label map has ids below -1 (min {label.min()})")
     categories, runs, offsets, index = mask_codec.segment_runs(start, label, label_map.size)
     rles = mask_codec.coco_rles(runs, offsets, *label_map.shape)
-    areas = mask_utils.area(rles).tolist() if rles else []
+    areas = rle_areas(rles).tolist()
     scores = scores or {}
     entries = [
         {"category_id": c, "counts": r["counts"], "area": a,

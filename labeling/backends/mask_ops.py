@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from dataset.masks import rle_areas
+
 
 def stability_scores(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
     """IoU of the masks cut at threshold + offset and threshold - offset. logits: [N, H, W]."""
@@ -78,7 +80,7 @@ def encode_rles(masks: torch.Tensor) -> list[dict[str, Any]]:
         return []
     uncompressed = [{"size": [h, w], "counts": c} for c in run_lengths(masks)]
     rles = mask_utils.frPyObjects(uncompressed, h, w)
-    areas = mask_utils.area(rles)
+    areas = rle_areas(rles)
     boxes = mask_utils.toBbox(rles)
     return [{"counts": r["counts"], "area": int(a), "bbox": [float(v) for v in b]}
             for r, a, b in zip(rles, areas, boxes)]

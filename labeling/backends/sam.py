@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from dataset.masks import rle_areas
 from labeling.backends.base import Backend, InstancePrediction, Prediction
 from labeling.weights import CHECKPOINTS, SAM_DEFAULTS, download_hint, weights_dir
 
@@ -130,7 +131,7 @@ def coco_records(rles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rles:
         if isinstance(r["counts"], str):
             r["counts"] = r["counts"].encode("ascii")
-    areas = mask_utils.area(rles)
+    areas = rle_areas(rles)
     boxes = mask_utils.toBbox(rles)
     return [{"counts": r["counts"], "area": int(a), "bbox": [float(v) for v in b]}
             for r, a, b in zip(rles, areas, boxes)]

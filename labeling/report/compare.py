@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from dataset import masks
+from dataset.masks import rle_areas
 from dataset.schema import STATUS_OK
 from labeling.report.stats import BottomK, Histogram
 
@@ -69,8 +70,8 @@ def rle_pair_counts(row_a: dict[str, Any], row_b: dict[str, Any]) -> dict[tuple[
     ea, eb = row_a["semantic"] or [], row_b["semantic"] or []
     ra = [{"size": size, "counts": e["counts"]} for e in ea]
     rb = [{"size": size, "counts": e["counts"]} for e in eb]
-    area_a = mask_utils.area(ra).astype(np.float64) if ra else np.zeros(0)
-    area_b = mask_utils.area(rb).astype(np.float64) if rb else np.zeros(0)
+    area_a = rle_areas(ra).astype(np.float64)
+    area_b = rle_areas(rb).astype(np.float64)
     inter = np.zeros((len(ra), len(rb)))
     if ra and rb:
         iou = np.asarray(mask_utils.iou(ra, rb, [0] * len(rb)), np.float64).reshape(len(ra), len(rb))

@@ -71,3 +71,14 @@ def test_rle_parser_agrees_with_pycocotools():
         assert sum(runs[1::2]) == m.sum()
     with pytest.raises(ValueError):
         rle_run_lengths(b"\x01\x02")
+
+
+def test_areas_of_more_than_255_rles():
+    # pycocotools' own area() fails above 255 RLEs under numpy 2 (SAM AMG gives more)
+    m = np.zeros((300, 6, 7), bool)
+    for i in range(300):
+        m[i, : 1 + i % 6, : 1 + i % 7] = True
+    encs = masks.encode_many(m)
+    got = masks.rle_areas([{"size": [6, 7], "counts": e["counts"]} for e in encs])
+    assert got.tolist() == m.sum((1, 2)).tolist()
+    assert masks.rle_areas([]).shape == (0,)
