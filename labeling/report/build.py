@@ -18,7 +18,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dataset.reader import LabelReader
 from dataset.shards import atomic_write_bytes
 from labeling.report import overlay
 from labeling.report.collect import LabelStats, WorstMetric
@@ -28,14 +27,11 @@ from labeling.report.join import JoinCounts, join
 from labeling.report.scan import (
     SCAN_COLUMNS,
     Group,
-    disk_usage,
-    has_image_bytes,
+    LabelDir,
     iter_tables,
     pick_groups,
     read_rows_at,
     resolve_image_root,
-    row_groups,
-    stats_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -54,7 +50,7 @@ class ReportConfig:
     gallery: int = 12  # images per gallery
     top_categories: int = 20
     seed: int = 0
-    thumbnail: int = 280  # longest side of an overlay, pixels
+    thumbnail: int = 256  # longest side of an overlay, pixels
     partition_rows: int = 5000  # hash-join partition size (rows per side in memory)
 
     def check(self) -> None:
@@ -73,24 +69,23 @@ class LabelSet:
 
     name: str
     path: str
-    reader: LabelReader
+    reader: LabelDir
     groups: list[Group]
     stats: LabelStats
     image_root: Path | None
     summary: dict[str, Any]
 
 
-def scan_set(name: str, reader: LabelReader, cfg: ReportConfig,
+def scan_set(name: str, reader: LabelDir, cfg: ReportConfig,
              gt: GroundTruthScore | None = None, images: str | None = None) -> LabelSet:
     path = str(reader.root)
     worst = WorstMetric.parse(cfg.worst_metric)
-    all_groups = row_groups(reader)
-    groups = pick_groups(all_groups, cfg.sample, cfg.seed)
+    groups = pick_groups(reader.groups, cfg.sample, cfg.seed)
     stats = LabelStats(cfg.gallery, worst, cfg.seed)
     rows = sum(g.rows for g in groups)
     log.info("set %s: reading %d of %d rows from %s", name, rows, len(reader), path)
     with tqdm(total=rows, unit="rows", desc=f"report {name}", leave=False) as bar:
-        columns = SCAN_COLUMNS if gt is not None else stats_columns(reader)  # GT decodes masks
+        columns = SCAN_COLUMNS if gt is not None else reader.stats_columns  # GT decodes masks
         for table, grp in iter_tables(reader, groups, columns):
             stats.update(table, grp.shard, grp.first_row)
             if gt is not None:
@@ -103,7 +98,7 @@ def scan_set(name: str, reader: LabelReader, cfg: ReportConfig,
         "sampled": cfg.sample is not None,
         "schema_version": meta.get("schema_version"), "code_version": meta.get("code_version"),
         "producers": meta.get("producers", []), "input_root": meta.get("input_root"),
-        "disk": disk_usage(reader),
+        "disk": reader.disk_usage(),
         **stats.to_dict(vocab, meta["vocabularies"].get("classes", {})),
     }
     summary["worst_metric"] = worst.describe()
@@ -124,7 +119,7 @@ def _score_ground_truth(gt: GroundTruthScore, table) -> None:
 def draw_gallery(label_set: LabelSet, picks: list[dict[str, Any]], cfg: ReportConfig,
                  caption: str | None = None) -> list[dict[str, Any]]:
     """Overlays of picked rows ({"image_id", "position", ...}); rows re-read by position."""
-    columns = list(SCAN_COLUMNS) + (["image_bytes"] if has_image_bytes(label_set.reader) else [])
+    columns = list(SCAN_COLUMNS) + (["image_bytes"] if label_set.reader.image_bytes else [])
     rows = read_rows_at(label_set.reader, [tuple(p["position"]) for p in picks], columns)
     vocab = label_set.reader.semantic_vocab
     out = []
@@ -133,15 +128,14 @@ def draw_gallery(label_set: LabelSet, picks: list[dict[str, Any]], cfg: ReportCo
         item = overlay.render(row, label_set.image_root, vocab, cfg.thumbnail)
         extra = {k: v for k, v in pick.items() if k not in ("position", "image_id")}
         out.append({"overlay": item, "class_index": row["class_index"],
-                    "class_name": label_set.reader.metadata["vocabularies"].get("classes", {})
-                    .get(row["class_index"], ""), **extra})
+                    "class_name": label_set.reader.classes.get(row["class_index"], ""), **extra})
     return out
 
 
 def compare_sets(a: LabelSet, b: LabelSet, cfg: ReportConfig, workdir: Path) -> dict[str, Any]:
     counts = JoinCounts()
     agreement = Agreement(a.reader.semantic_vocab, b.reader.semantic_vocab, cfg.gallery)
-    pairs = join(a.reader, a.groups, b.reader, row_groups(b.reader), counts,
+    pairs = join(a.reader, a.groups, b.reader, b.reader.groups, counts,
                  sampled=cfg.sample is not None, partition_rows=cfg.partition_rows,
                  workdir=workdir)
     for row_a, pos_a, row_b, pos_b in tqdm(pairs, unit="pairs", desc="compare", leave=False):
@@ -167,7 +161,7 @@ def build_report(cfg: ReportConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     # open everything first, so a bad argument fails before the long pass
-    readers = [LabelReader(cfg.labels)] + ([LabelReader(cfg.compare)] if cfg.compare else [])
+    readers = [LabelDir(cfg.labels)] + ([LabelDir(cfg.compare)] if cfg.compare else [])
     gt = None
     if cfg.ground_truth is not None:
         mapping = GtMapping.load(cfg.gt_mapping, readers[0].semantic_vocab)

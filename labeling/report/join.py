@@ -25,8 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataset.reader import LabelReader
-from labeling.report.scan import Group, iter_tables
+from labeling.report.scan import Group, LabelDir, iter_tables
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +53,13 @@ class JoinCounts:
 Pair = tuple[dict[str, Any], tuple[int, int], dict[str, Any], tuple[int, int]]
 
 
-def _id_stream(reader: LabelReader, groups: Sequence[Group]) -> Iterator[str]:
+def _id_stream(reader: LabelDir, groups: Sequence[Group]) -> Iterator[str]:
     for table, _ in iter_tables(reader, groups, ["image_id"]):
         yield from table.column("image_id").to_pylist()
 
 
-def check_order(reader_a: LabelReader, groups_a: Sequence[Group],
-                reader_b: LabelReader, groups_b: Sequence[Group]) -> str:
+def check_order(reader_a: LabelDir, groups_a: Sequence[Group],
+                reader_b: LabelDir, groups_b: Sequence[Group]) -> str:
     """'zip' if both id sequences are equal, 'merge' if both are sorted, else 'hash'."""
     same, sorted_a, sorted_b = True, True, True
     prev_a = prev_b = None
@@ -90,14 +89,14 @@ def check_order(reader_a: LabelReader, groups_a: Sequence[Group],
     return "merge" if sorted_a and sorted_b else "hash"
 
 
-def _rows(reader: LabelReader, groups: Sequence[Group]) -> Iterator[tuple[dict, tuple[int, int]]]:
+def _rows(reader: LabelDir, groups: Sequence[Group]) -> Iterator[tuple[dict, tuple[int, int]]]:
     for table, grp in iter_tables(reader, groups, JOIN_COLUMNS):
         for i, row in enumerate(table.to_pylist()):
             yield row, (grp.shard, grp.first_row + i)
 
 
 def join(
-    reader_a: LabelReader, groups_a: Sequence[Group], reader_b: LabelReader,
+    reader_a: LabelDir, groups_a: Sequence[Group], reader_b: LabelDir,
     groups_b: Sequence[Group], counts: JoinCounts, *, sampled: bool = False,
     partition_rows: int = 5000, workdir: Path | None = None,
 ) -> Iterator[Pair]:
@@ -146,7 +145,7 @@ def partition_of(image_ids: Iterable[str], k: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(i.encode()) % k for i in image_ids), dtype=np.int64)
 
 
-def _spill(reader: LabelReader, groups: Sequence[Group], folder: Path, k: int,
+def _spill(reader: LabelDir, groups: Sequence[Group], folder: Path, k: int,
            keep: pa.Array | None) -> None:
     """Write the join columns (+ positions) of every row to folder/part-K.arrow."""
     folder.mkdir(parents=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from dataset.reader import LabelReader
-from dataset.schema import LABEL_COLUMNS
-from dataset.shards import MANIFEST, ShardError, open_shard
+from dataset.schema import LABEL_COLUMNS, check_schema, read_metadata
+from dataset.shards import MANIFEST, ShardError, list_shards, open_shard
 
 log = logging.getLogger(__name__)
 
@@ -28,34 +28,91 @@ SCAN_COLUMNS = list(LABEL_COLUMNS)
 SKIPPED_FIELDS = {"counts", "bbox", "image_bytes"}  # the bulk of the bytes; not needed
 
 
-def stats_columns(reader: LabelReader) -> list[str]:
-    """Parquet leaf paths the statistics pass reads: every label column except the RLE
-    counts, boxes and the image copy, so the pass reads a small share of the file's bytes."""
-    schema = open_shard(reader.paths[0]).metadata.schema
-    paths = [schema.column(i).path for i in range(len(schema))]
-    return [p for p in paths if not set(p.split(".")) & SKIPPED_FIELDS
-            and p.split(".")[0] in LABEL_COLUMNS]
-
-
 @dataclass(frozen=True)
 class Group:
-    shard: int  # index into the reader's shard list
+    shard: int  # index into the directory's shard list
     group: int  # row group within the shard
     first_row: int  # index of the group's first row within the shard
     rows: int
 
 
-def row_groups(reader: LabelReader) -> list[Group]:
-    """Every row group of the directory, in order (from Parquet footers only)."""
-    groups = []
-    for s, path in enumerate(reader.paths):
-        meta = open_shard(path).metadata
+class LabelDir:
+    """A label directory as the report sees it, from one pass over the Parquet footers.
+
+    Unlike dataset.LabelReader it keeps no file open (a parsed footer with the vocabularies
+    takes a few hundred KB, which adds up over a thousand shards): every read reopens its
+    shard. Each shard's schema is checked; the first problem raises a ShardError naming it.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.root = Path(directory)
+        self.paths = list_shards(self.root)
+        if not self.paths:
+            raise ShardError(f"{self.root}: no shards (expected shards/part-*.parquet)")
+        self.groups: list[Group] = []
+        self.column_bytes: dict[str, int] = {}
+        self.image_bytes = False
+        for s, path in enumerate(self.paths):
+            f = open_shard(path)
+            problems = check_schema(f.schema_arrow)
+            if problems:
+                raise ShardError(f"{path}: {problems[0]}")
+            if s == 0:
+                self.metadata = read_metadata(f.schema_arrow)
+                self.stats_columns = _stats_columns(f.metadata.schema)
+            self._add_footer(s, f.metadata)
+
+    def _add_footer(self, s: int, meta: pq.FileMetaData) -> None:
         first = 0
         for g in range(meta.num_row_groups):
-            n = meta.row_group(g).num_rows
-            groups.append(Group(s, g, first, n))
-            first += n
-    return groups
+            rg = meta.row_group(g)
+            self.groups.append(Group(s, g, first, rg.num_rows))
+            first += rg.num_rows
+            for c in range(rg.num_columns):
+                chunk = rg.column(c)
+                top = chunk.path_in_schema.split(".")[0]
+                self.column_bytes[top] = self.column_bytes.get(top, 0) + chunk.total_compressed_size
+                if top == "image_bytes" and not self.image_bytes:
+                    stats = chunk.statistics  # all null -> no stored images in this chunk
+                    self.image_bytes = stats is None or stats.null_count is None or (
+                        stats.null_count < chunk.num_values)
+
+    def __len__(self) -> int:
+        return sum(g.rows for g in self.groups)
+
+    @property
+    def semantic_vocab(self) -> dict[int, str]:
+        return self.metadata["vocabularies"]["semantic"]
+
+    @property
+    def classes(self) -> dict[int, str]:
+        return self.metadata["vocabularies"].get("classes", {})
+
+    @property
+    def input_root(self) -> str | None:
+        return self.metadata.get("input_root")
+
+    def disk_usage(self) -> dict[str, Any]:
+        """Bytes on disk: shard files, manifest, per top-level column, and footers."""
+        shard_bytes = sum(os.path.getsize(p) for p in self.paths)
+        manifest = self.root / MANIFEST
+        return {
+            "shards": len(self.paths),
+            "shard_bytes": shard_bytes,
+            "manifest_bytes": manifest.stat().st_size if manifest.exists() else 0,
+            "bytes_per_row": shard_bytes / len(self) if len(self) else None,
+            "columns": dict(sorted(self.column_bytes.items(), key=lambda kv: -kv[1])),
+            # Parquet footers: schema, row-group index and the c2fmae metadata (vocabularies)
+            "footer_bytes": shard_bytes - sum(self.column_bytes.values()),
+        }
+
+
+def _stats_columns(schema: pq.ParquetSchema) -> list[str]:
+    """Parquet leaf paths the statistics pass reads: every label column except the RLE
+    counts, boxes and the image copy, so the pass reads a small share of the file's bytes."""
+    paths = [schema.column(i).path for i in range(len(schema))]
+    return [p for p in paths if not set(p.split(".")) & SKIPPED_FIELDS
+            and p.split(".")[0] in LABEL_COLUMNS]
 
 
 def pick_groups(groups: list[Group], sample: int | None, seed: int) -> list[Group]:
@@ -77,7 +134,7 @@ def pick_groups(groups: list[Group], sample: int | None, seed: int) -> list[Grou
 
 
 def iter_tables(
-    reader: LabelReader, groups: Sequence[Group], columns: Sequence[str] = SCAN_COLUMNS,
+    reader: LabelDir, groups: Sequence[Group], columns: Sequence[str] = SCAN_COLUMNS,
 ) -> Iterator[tuple[pa.Table, Group]]:
     """Yield (table, group) for the given row groups (the first `group.rows` rows of each)."""
     files: dict[int, Any] = {}
@@ -94,70 +151,23 @@ def iter_tables(
 
 
 def read_rows_at(
-    reader: LabelReader, positions: Sequence[tuple[int, int]], columns: Sequence[str],
+    reader: LabelDir, positions: Sequence[tuple[int, int]], columns: Sequence[str],
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """Rows at (shard, row) positions as dicts, reading each needed row group once."""
-    wanted: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    wanted: dict[Group, list[tuple[int, int]]] = {}
     for shard, row in positions:
-        meta = open_shard(reader.paths[shard]).metadata
-        first = 0
-        for g in range(meta.num_row_groups):
-            n = meta.row_group(g).num_rows
-            if first <= row < first + n:
-                wanted.setdefault((shard, g), []).append((row, row - first))
-                break
-            first += n
+        grp = next(g for g in reader.groups
+                   if g.shard == shard and g.first_row <= row < g.first_row + g.rows)
+        wanted.setdefault(grp, []).append((row, row - grp.first_row))
     out = {}
-    for (shard, g), rows in sorted(wanted.items()):
-        table = open_shard(reader.paths[shard]).read_row_group(g, columns=list(columns))
+    for grp, rows in sorted(wanted.items(), key=lambda kv: (kv[0].shard, kv[0].group)):
+        table = open_shard(reader.paths[grp.shard]).read_row_group(grp.group, columns=list(columns))
         for row, offset in rows:
-            out[(shard, row)] = table.slice(offset, 1).to_pylist()[0]
+            out[(grp.shard, row)] = table.slice(offset, 1).to_pylist()[0]
     return out
 
 
-def has_image_bytes(reader: LabelReader) -> bool:
-    """Whether any shard stores the optional image copy (judged from column statistics)."""
-    for path in reader.paths:
-        meta = open_shard(path).metadata
-        names = meta.schema.names
-        if "image_bytes" not in names:
-            continue
-        col = names.index("image_bytes")
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(col).statistics
-            chunk = meta.row_group(g).column(col)
-            if stats is None or stats.null_count is None or stats.null_count < chunk.num_values:
-                return True
-    return False
-
-
-def disk_usage(reader: LabelReader) -> dict[str, Any]:
-    """Bytes on disk: shard files, manifest, and compressed bytes per top-level column."""
-    columns: dict[str, int] = {}
-    shard_bytes = 0
-    for path in reader.paths:
-        shard_bytes += os.path.getsize(path)
-        meta = open_shard(path).metadata
-        for g in range(meta.num_row_groups):
-            rg = meta.row_group(g)
-            for c in range(rg.num_columns):
-                chunk = rg.column(c)
-                top = chunk.path_in_schema.split(".")[0]
-                columns[top] = columns.get(top, 0) + chunk.total_compressed_size
-    manifest = reader.root / MANIFEST if reader.root is not None else None
-    rows = len(reader)
-    return {
-        "shards": len(reader.paths),
-        "shard_bytes": shard_bytes,
-        "manifest_bytes": os.path.getsize(manifest) if manifest and manifest.exists() else 0,
-        "bytes_per_row": shard_bytes / rows if rows else None,
-        "columns": dict(sorted(columns.items(), key=lambda kv: -kv[1])),
-        # Parquet footers: schema, row-group index and the c2fmae metadata (vocabularies)
-        "footer_bytes": shard_bytes - sum(columns.values()),
-    }
-
-
-def resolve_image_root(reader: LabelReader, override: str | Path | None) -> Path | None:
+def resolve_image_root(reader: LabelDir, override: str | Path | None) -> Path | None:
     """Where the image files are: --images, else the input root recorded in the metadata
     (relative roots are tried against the working directory, then the label directory)."""
     if override is not None:
@@ -166,7 +176,7 @@ def resolve_image_root(reader: LabelReader, override: str | Path | None) -> Path
     if not root:
         return None
     path = Path(root)
-    if path.is_absolute() or path.exists() or reader.root is None:
+    if path.is_absolute() or path.exists():
         return path
     beside = reader.root / path
     return beside if beside.exists() else path
