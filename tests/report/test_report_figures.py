@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from labeling.report import ReportConfig, build_report
+from tests.report.report_synth import H, W, set_a_rows, write_photos, write_set
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +118,21 @@ def test_worst_metric_high_end(set_a: Path, tmp_path: Path):
     assert "highest first" in summary["sets"]["A"]["worst_metric"]
     html = (tmp_path / "r" / "report.html").read_text()
     assert "semantic_confidence = 0.9" in html
+
+
+def test_overlays_fall_back_to_stored_image_bytes(tmp_path: Path):
+    """No input root: a row's photo comes from its optional image_bytes copy."""
+    rows = [r for r in set_a_rows() if r["status"] == "ok"]
+    buf = io.BytesIO()
+    Image.new("RGB", (W, H), (200, 30, 30)).save(buf, "JPEG")
+    rows[0]["image_bytes"] = buf.getvalue()
+    labels = write_set(tmp_path / "labels", rows)
+    summary = build_report(ReportConfig(labels=str(labels), out=str(tmp_path / "r"), gallery=3))
+    missing = summary["missing_images"]["images"]
+    assert rows[0]["image_id"] not in missing
+    assert missing == {r["image_id"]: "no image root (pass --images)" for r in rows[1:]}
+    # --images points at a folder with the other photos
+    write_photos(tmp_path / "photos", [r["image_id"] for r in rows[1:]])
+    summary = build_report(ReportConfig(labels=str(labels), out=str(tmp_path / "r2"), gallery=3,
+                                        images=str(tmp_path / "photos")))
+    assert summary["missing_images"]["count"] == 0
