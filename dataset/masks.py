@@ -185,47 +185,62 @@ def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) 
             zip(rles, rle_areas(rles).tolist(), mask_utils.toBbox(rles).tolist())]
 
 
-def _undo_differences(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _chain_sums(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Value m >= 3 of each string was stored as the difference to value m - 2: running sums
     along the two interleaved chains (even and odd places), restarting at places 0, 1, 2
-    of every string. Both chains at once as the columns of a [K / 2, 2] array."""
+    of every string. Each chain is summed as one contiguous array; a restart subtracts
+    what the chain had gathered since the restart before it."""
     k = len(x)
     if not k:
         return x
     heads = (offsets[:-1, None] + np.arange(3)).reshape(-1)
     heads = heads[heads < np.repeat(offsets[1:], 3)]
-    pad = k & 1
-    restart = np.zeros(k + pad, bool)
-    restart[heads] = True
-    values = (np.append(x, 0) if pad else x).reshape(-1, 2)
-    sums = np.cumsum(values, axis=0)
-    last = np.where(restart.reshape(-1, 2), np.arange(len(values))[:, None], 0)
-    np.maximum.accumulate(last, axis=0, out=last)  # the chain's latest restart
-    return (sums - np.take_along_axis(sums - values, last, axis=0)).reshape(-1)[:k]
+    runs = np.empty(k, np.int64)
+    for parity in (0, 1):
+        chain = x[parity::2].copy()
+        restart = heads[(heads & 1) == parity] >> 1  # places in the chain
+        total = np.cumsum(chain)
+        gathered = np.where(restart > 0, total[np.maximum(restart - 1, 0)], 0)
+        chain[restart] -= np.diff(gathered, prepend=0)
+        runs[parity::2] = np.cumsum(chain)
+    return runs
+
+
+def _counts_values(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]:
+    """COCO compressed counts strings -> their values (differences not undone), offsets.
+    A value is 5-bit groups, least significant first: it ends at the first character
+    without bit 0x20 (after subtracting 48), whose bit 0x10 is the sign. Read from its
+    top group down, one pass per group count (most values have one or two)."""
+    data = [c if isinstance(c, bytes) else c.encode() if isinstance(c, str) else bytes(c)
+            for c in counts]
+    digits = np.frombuffer(b"".join(data), np.uint8) - np.uint8(48)  # '0'..'o' -> 0..63
+    if digits.size and digits.max() > 63:
+        raise ValueError("RLE string has a character outside '0'..'o'")
+    string_end = np.cumsum([len(d) for d in data], dtype=np.int64)
+    last = np.flatnonzero(digits < 0x20)  # the last (top) group of each value
+    if np.any(digits[string_end[string_end > 0] - 1] & 0x20):
+        raise ValueError("RLE string ends inside a value")
+    groups = np.diff(last, prepend=-1)
+    if groups.size and groups.max() > 12:
+        raise ValueError("RLE string has a value too large")
+    top = digits[last].astype(np.int64)
+    x = top - ((top & 0x10) << 1)  # the top group carries the sign
+    more = np.flatnonzero(groups > 1)
+    k = 1
+    while more.size:  # values with more than k groups take the group k places down
+        x[more] = (x[more] << 5) | (digits[last[more] - k] & 0x1F)
+        k += 1
+        more = more[groups[more] > k]
+    offsets = np.zeros(len(data) + 1, np.int64)
+    offsets[1:] = np.searchsorted(last, string_end)
+    return x, offsets
 
 
 def counts_runs(counts: Sequence[bytes | str]) -> Runs:
     """COCO compressed counts strings -> runs, offsets (the inverse of coco_rles).
     Raises ValueError on a malformed string or a negative run."""
-    data = [c.encode() if isinstance(c, str) else bytes(c) for c in counts]
-    chars = np.frombuffer(b"".join(data), np.uint8).astype(np.int64) - 48
-    if chars.size and (chars.min() < 0 or chars.max() > 63):
-        raise ValueError("RLE string has a character outside '0'..'o'")
-    string_end = np.cumsum([len(d) for d in data], dtype=np.int64)
-    more = chars & 0x20  # another group of the same value follows
-    if np.any(more[string_end[string_end > 0] - 1]):
-        raise ValueError("RLE string ends inside a value")
-    ends = np.flatnonzero(more == 0)
-    starts = np.concatenate(([0], ends[:-1] + 1))[:len(ends)]
-    groups = ends - starts + 1
-    if groups.size and groups.max() > 12:
-        raise ValueError("RLE string has a value too large")
-    # 5-bit digits, least significant first; bit 0x10 of a value's last group is its sign
-    digit = (chars & 0x1F) - ((chars & 0x30) == 0x10) * 32
-    shift = 5 * (np.arange(chars.size) - np.repeat(starts, groups))
-    x = np.add.reduceat(digit << shift, starts) if ends.size else np.zeros(0, np.int64)
-    offsets = np.concatenate(([0], np.searchsorted(ends, string_end)))
-    runs = _undo_differences(x, offsets)
+    x, offsets = _counts_values(counts)
+    runs = _chain_sums(x, offsets)
     if runs.size and runs.min() < 0:
         raise ValueError("RLE has a negative run length")
     return runs, offsets

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from dataset import masks
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 LABEL_STRIDE = 4  # label maps are at 1/4 of the image resolution
@@ -132,86 +134,78 @@ def label_grid(box: CropBox, out: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, (cols[::-1].copy() if box.flip else cols)
 
 
-def rle_run_ends(counts: Sequence[bytes | str]) -> tuple[np.ndarray, ...]:
-    """COCO compressed RLE strings -> run ends of all masks concatenated, the first run of
-    each mask, and for each run its mask and its index inside the mask.
-
-    Vectorised form of pycocotools' rleFrString: each value is 5-bit groups, low first,
-    0x20 = more groups follow, 0x10 in the last group = negative; from the third value on,
-    each is a delta to the value two places back. Run ends are column-major pixel indices;
-    runs alternate background / foreground, starting with background.
-    """
-    raw = [c.encode() if isinstance(c, str) else bytes(c) for c in counts]
-    chars = np.frombuffer(b"".join(raw), dtype=np.uint8) - np.uint8(48)
-    last = np.flatnonzero(chars < 0x20)  # the last character of each value (0x20 clear)
-    start = np.concatenate([[0], last[:-1] + 1]).astype(np.int64)
-    size = last - start + 1  # characters per value, rarely more than 4
-    low = (chars & 0x1F).astype(np.int64)
-    x = low[start]
-    for k in range(1, int(size.max(initial=1))):
-        sel = np.flatnonzero(size > k)
-        x[sel] |= low[start[sel] + k] << (5 * k)
-    negative = np.flatnonzero(chars[last] & 0x10)
-    x[negative] |= np.left_shift(-1, 5 * size[negative])
-    # the mask of each value, the first value of each mask, and m = index inside its mask
-    mask = np.searchsorted(np.cumsum([len(r) for r in raw]), start, side="right")
-    mask_first = np.searchsorted(mask, np.arange(len(raw)))
-    value_starts = mask_first[mask]
-    m = np.arange(len(x)) - value_starts
-    before, has_before = np.maximum(value_starts - 1, 0), value_starts > 0
-
-    def per_mask_cumsum(v: np.ndarray) -> np.ndarray:
-        total = np.cumsum(v)
-        return total - np.where(has_before, total[before], 0)
-
-    # counts[m] = x[m] + counts[m - 2] for m > 2: cumulative sums per mask over the odd
-    # values and over the even values from m = 2 on; m = 0 stands alone
-    odd = (m & 1).astype(bool)
-    runs = np.where(odd, per_mask_cumsum(np.where(odd, x, 0)),
-                    per_mask_cumsum(np.where(~odd & (m >= 2), x, 0)))
-    runs[m == 0] = x[m == 0]
-    ends = per_mask_cumsum(runs)
-    return ends, mask_first, mask, m
+def _distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A non-decreasing array -> (its distinct values, the index of each among them)."""
+    new = np.empty(len(sorted_values), bool)
+    new[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    return sorted_values[new], np.cumsum(new) - 1
 
 
 class _Grid(NamedTuple):
     """The distinct sample points of a rows x cols grid as sorted column-major indices."""
 
     query: np.ndarray  # ascending: column-major over (distinct cols) x (distinct rows)
-    row_of: np.ndarray  # grid row -> index among the distinct rows
-    col_of: np.ndarray
+    row_of: np.ndarray | None  # grid row -> index among the distinct rows (None: identity)
+    col_of: np.ndarray | None
     shape: tuple[int, int]  # (distinct cols, distinct rows)
+    flip: bool = False  # reverse the columns of the expanded grid
 
     @classmethod
     def of(cls, rows: np.ndarray, cols: np.ndarray, height: int) -> _Grid:
+        """Any rows and columns, in any order, repeats allowed."""
         urows, row_of = np.unique(rows, return_inverse=True)
         ucols, col_of = np.unique(cols, return_inverse=True)
         query = (ucols[:, None] * int(height) + urows[None, :]).ravel()
         return cls(query, row_of, col_of, (len(ucols), len(urows)))
 
+    @classmethod
+    def of_box(cls, box: CropBox, out: int, height: int) -> _Grid:
+        """The label grid of a crop: rows and columns already ascend (unflipped), and they
+        repeat only where the box is narrower than `out`."""
+        rows, cols = label_grid(CropBox(box.top, box.left, box.height, box.width), out)
+        row_of = col_of = None
+        if box.height < out:
+            rows, row_of = _distinct(rows)
+        if box.width < out:
+            cols, col_of = _distinct(cols)
+        query = (cols[:, None] * int(height) + rows[None, :]).ravel()
+        return cls(query, row_of, col_of, (len(cols), len(rows)), box.flip)
+
     def expand(self, values: np.ndarray) -> np.ndarray:
         """[..., distinct points] in query order -> [..., len(rows), len(cols)]."""
         v = values.reshape(*values.shape[:-1], *self.shape).swapaxes(-1, -2)
-        return v[..., self.row_of[:, None], self.col_of[None, :]]
+        if self.row_of is not None:
+            v = v[..., self.row_of, :]
+        if self.col_of is not None:
+            v = v[..., self.col_of]
+        return np.ascontiguousarray(v[..., ::-1] if self.flip else v)
 
 
-def _covered_ranges(counts: Sequence[bytes | str], grid: _Grid) -> tuple[np.ndarray, ...]:
-    """Which grid points each foreground run covers: run [start, end) covers the points
-    grid.query[lo:hi]. Returns (owner mask of each foreground run, lo, hi)."""
-    ends, _, mask, local = rle_run_ends(counts)
-    fg = np.flatnonzero(local & 1)  # odd runs are foreground; each starts at the previous end
-    lo = np.searchsorted(grid.query, ends[fg - 1], side="left")
-    hi = np.searchsorted(grid.query, ends[fg], side="left")
-    return mask[fg], lo, hi
-
-
-def _coverage(owner: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int, q: int,
-              weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-mask coverage counts of the grid points, [n, q] (difference arrays)."""
-    size = n * (q + 1)
-    diff = (np.bincount(owner * (q + 1) + lo, weights=weights, minlength=size)
-            - np.bincount(owner * (q + 1) + hi, weights=weights, minlength=size))
-    return np.cumsum(diff.reshape(n, q + 1), axis=1)[:, :q]
+def _covered(counts: Sequence[bytes | str], query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (mask, grid point) pair where the mask is 1, as (owner, point) arrays with the
+    owners ascending: point p is query[p]. All strings are parsed in one call; the
+    foreground runs (odd places) are matched to the sorted query points with two binary
+    searches, and only the runs that cover some point are expanded."""
+    runs, offsets = masks.counts_runs(counts)
+    n, per = len(offsets) - 1, np.diff(offsets)
+    ends = np.zeros(len(runs) + 1, np.int64)  # ends[j + 1]: where run j ends, column-major
+    np.cumsum(runs, out=ends[1:])  # over all masks at once; each mask's start is taken off
+    fg_per = per >> 1
+    fg_before = np.cumsum(fg_per) - fg_per
+    fg_total = int(fg_per.sum())
+    # places of the foreground runs: 1, 3, 5, ... of each mask
+    fg = np.repeat(offsets[:-1] + 1 - 2 * fg_before, fg_per) + 2 * np.arange(fg_total)
+    shift = np.repeat(ends[offsets[:-1]], fg_per)
+    lo = np.searchsorted(query, ends[fg] - shift)  # run fg covers [ends[fg], ends[fg + 1])
+    hi = np.searchsorted(query, ends[fg + 1] - shift)
+    hit = np.flatnonzero(hi > lo)
+    owner = np.repeat(np.arange(n), fg_per)[hit]
+    lo, size = lo[hit], (hi - lo)[hit]
+    upto = np.cumsum(size)
+    total = int(upto[-1]) if len(upto) else 0
+    points = np.arange(total) + np.repeat(lo - (upto - size), size)
+    return np.repeat(owner, size), points
 
 
 def sample_masks(counts: Sequence[bytes | str], height: int, width: int,
@@ -220,23 +214,26 @@ def sample_masks(counts: Sequence[bytes | str], height: int, width: int,
 
     Equal to ``pycocotools.mask.decode(...)[rows][:, cols]`` without building the full
     masks: the distinct sample points, as sorted column-major indices, are matched against
-    each foreground run with two binary searches, and difference arrays mark what it covers.
+    each foreground run with two binary searches (see :func:`_covered`).
     """
     if len(counts) == 0:
         return np.zeros((0, len(rows), len(cols)), dtype=bool)
     grid = _Grid.of(rows, cols, height)
-    owner, lo, hi = _covered_ranges(counts, grid)
-    return grid.expand(_coverage(owner, lo, hi, len(counts), len(grid.query)) > 0)
+    owner, points = _covered(counts, grid.query)
+    covered = np.zeros((len(counts), len(grid.query)), dtype=bool)
+    covered[owner, points] = True
+    return grid.expand(covered)
 
 
-def _overlapping(entries: Sequence[dict[str, Any]], box: CropBox) -> np.ndarray:
+def _overlapping(entries: Sequence[dict[str, Any]], box: CropBox) -> list[int]:
     """Indices of the instances whose bbox meets the crop box (the others cannot show)."""
-    if not entries:
-        return np.zeros(0, np.int64)
-    b = np.array([e["bbox"] for e in entries], dtype=np.float64).reshape(-1, 4)
-    meets = ((b[:, 0] < box.left + box.width) & (b[:, 0] + b[:, 2] > box.left)
-             & (b[:, 1] < box.top + box.height) & (b[:, 1] + b[:, 3] > box.top))
-    return np.flatnonzero(meets)
+    top, left, bottom, right = box.top, box.left, box.top + box.height, box.left + box.width
+    near = []
+    for i, e in enumerate(entries):
+        x, y, w, h = e["bbox"]
+        if x < right and x + w > left and y < bottom and y + h > top:
+            near.append(i)
+    return near
 
 
 def crop_labels(row: dict[str, Any], box: CropBox, out: int,
@@ -245,35 +242,33 @@ def crop_labels(row: dict[str, Any], box: CropBox, out: int,
 
     semantic: the category under each sample (-1 unlabeled); `lookup` maps stored ids to
     contiguous training ids, ids missing from it become -1. Semantic masks are disjoint,
-    so each run adds its category + 1 to the points it covers and one sum gives the map.
+    so each covered point takes the category of the one mask covering it.
     instance: 0 none, i + 1 for `instances[i]`; where instances overlap the smaller (by
     stored area) wins, ties to the earlier one, as :func:`dataset.masks.instance_map`.
     Instances whose box misses the crop are not decoded at all.
     """
     sem = row.get("semantic") or []
     inst = row.get("instances") or []
-    near = _overlapping(inst, box)
-    by_area = near[np.argsort([inst[i]["area"] for i in near], kind="stable")]
-    if not sem and not len(by_area):
+    by_area = sorted(_overlapping(inst, box), key=lambda i: inst[i]["area"])  # stable
+    if not sem and not by_area:
         return np.full((out, out), -1, dtype=np.int64), np.zeros((out, out), dtype=np.int64)
-    grid = _Grid.of(*label_grid(box, out), int(row["height"]))
+    grid = _Grid.of_box(box, out, int(row["height"]))
     counts = [e["counts"] for e in sem] + [inst[i]["counts"] for i in by_area]
-    owner, lo, hi = _covered_ranges(counts, grid)
+    owner, points = _covered(counts, grid.query)
     q, ns = len(grid.query), len(sem)
+    split = int(np.searchsorted(owner, ns))  # semantic masks come first
     semantic = np.full(q, -1, dtype=np.int64)
     if sem:
-        cats = np.array([e["category_id"] for e in sem], dtype=np.int64)
+        cats = [int(e["category_id"]) for e in sem]
         if lookup is not None:
-            cats = np.array([lookup.get(int(c), -1) for c in cats], dtype=np.int64)
-        keep = owner < ns
-        total = _coverage(np.zeros(int(keep.sum()), np.int64), lo[keep], hi[keep], 1, q,
-                          weights=(cats[owner[keep]] + 1).astype(np.float64))[0]
-        semantic = np.rint(total).astype(np.int64) - 1
+            cats = [lookup.get(c, -1) for c in cats]
+        semantic[points[:split]] = np.array(cats, dtype=np.int64)[owner[:split]]
     instance = np.zeros(q, dtype=np.int64)
-    if len(by_area):
-        keep = owner >= ns
-        covered = _coverage(owner[keep] - ns, lo[keep], hi[keep], len(by_area), q) > 0
-        instance = np.where(covered.any(axis=0), by_area[covered.argmax(axis=0)] + 1, 0)
+    if by_area:
+        first = np.full(q, len(counts), dtype=np.int64)  # the smallest instance on each point
+        np.minimum.at(first, points[split:], owner[split:])
+        ids = np.array(by_area + [-1], dtype=np.int64) + 1  # past the last: none (0)
+        instance = ids[first - ns]
     return grid.expand(semantic), grid.expand(instance)
 
 

@@ -225,3 +225,48 @@ def test_crop_labels_match_the_full_size_maps_with_overlaps():
         want = np.vectorize(lambda v: lookup.get(int(v), -1))(full_sem[r][:, c])
         np.testing.assert_array_equal(sem, want)
         np.testing.assert_array_equal(ids, full_inst[r][:, c])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_crop_labels_of_large_masks_match_the_decoded_maps(seed):
+    """Realistic sizes (runs of 3+ RLE groups, negative differences), overlapping
+    ellipses, crops from a few pixels (repeated grid rows/columns) to the whole image,
+    both flips: equal to decoding the full maps with pycocotools and sampling them."""
+    from dataset import masks
+    from tests.dataset.synth import random_instances, random_label_map
+
+    rng = np.random.default_rng(seed)
+    h, w = 150, 190
+    inst = [{"counts": e["counts"], "area": e["area"], "bbox": e["bbox"]}
+            for e in masks.encode_many(random_instances(rng, h, w, 12))]
+    row = {"height": h, "width": w, "instances": inst,
+           "semantic": masks.semantic_entries(random_label_map(rng, h, w, 6))}
+    lookup = {c: i for i, c in enumerate(range(0, 10, 2))}  # odd ids are not in the vocabulary
+    full_sem = masks.semantic_map(row["semantic"], h, w)
+    full_inst = masks.instance_map(inst, h, w)
+    boxes = [transforms.sample_crop(rng, h, w, scale=(0.0005, 1.0)) for _ in range(30)]
+    boxes += [transforms.CropBox(0, 0, h, w, flip) for flip in (False, True)]
+    boxes += [transforms.CropBox(h - 3, w - 2, 3, 2, flip) for flip in (False, True)]
+    assert any(b.height < 16 or b.width < 16 for b in boxes)
+    for box in boxes:
+        sem, ids = transforms.crop_labels(row, box, 16, lookup)
+        r, c = transforms.label_grid(box, 16)
+        want = np.vectorize(lambda v: lookup.get(int(v), -1))(full_sem[r][:, c])
+        np.testing.assert_array_equal(sem, want)
+        np.testing.assert_array_equal(ids, full_inst[r][:, c])
+        assert sem.dtype == ids.dtype == np.int64 and sem.flags.c_contiguous
+
+
+def test_crop_labels_without_masks_or_instances_in_the_crop():
+    from dataset import masks
+
+    h, w = 40, 50
+    blob = np.zeros((1, h, w), bool)
+    blob[0, :10, :10] = True
+    inst = [{"counts": e["counts"], "area": e["area"], "bbox": e["bbox"]} for e in masks.encode_many(blob)]
+    box = transforms.CropBox(20, 20, 20, 30, True)
+    sem, ids = transforms.crop_labels({"height": h, "width": w, "instances": inst}, box, 8)
+    assert (sem == -1).all() and (ids == 0).all() and sem.shape == ids.shape == (8, 8)
+    sem, ids = transforms.crop_labels({"height": h, "width": w, "instances": inst},
+                                      transforms.CropBox(0, 0, 20, 20), 8)
+    assert (sem == -1).all() and (ids[:4, :4] == 1).all() and ids.sum() == 16
