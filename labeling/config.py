@@ -53,12 +53,17 @@ class LabelingConfig:
     decode_num_cpus: float = 1.0  # CPUs per decode / fuse task
     store_images: bool = False  # keep a copy of each encoded image file in `image_bytes`
     row_group_size: int = 256
+    # zstd level of the shard files (1-22; pyarrow's default is 1): level 3 writes ~4x
+    # faster than 9 for ~16% more bytes (BENCHMARKS.md, "Labeling overhead")
+    compression_level: int = 3
 
     def validate(self) -> LabelingConfig:
         if self.semantic is None and self.instances is None:
             raise ValueError("config needs at least one of `semantic` and `instances`")
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        if not 1 <= self.compression_level <= 22:
+            raise ValueError(f"compression_level must be a zstd level 1..22, got {self.compression_level}")
         if self.image_max_side is not None and self.image_max_side < 16:
             raise ValueError(f"image_max_side must be >= 16 or null, got {self.image_max_side}")
         for name in ("semantic", "instances"):

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from dataset import masks as mask_codec
 from dataset.masks import Runs, nearest_indices, rle_areas
@@ -93,7 +92,8 @@ def instances_with_runs(
     pred: InstancePrediction, model_size: tuple[int, int], size: tuple[int, int],
 ) -> tuple[list[dict], Runs | None]:
     """Instance prediction at `model_size` -> (instance entries (RLE at `size`), unfiltered;
-    their runs where they were encoded here, None where the backend's RLEs are kept)."""
+    their runs where they were encoded here or the backend handed them over with its RLEs,
+    else None)."""
     n, runs = len(pred), None
     if pred.masks is not None:
         masks = np.asarray(pred.masks, dtype=bool)
@@ -111,6 +111,8 @@ def instances_with_runs(
         encoded = mask_codec.encode_runs(*runs, *masks.shape[1:])
     else:
         encoded = [] if masks is not None or pred.rles is None else list(pred.rles)
+        if masks is None and pred.rles is not None and pred.runs is not None:
+            runs = _handed_runs(pred.runs, len(encoded))
     if len(encoded) != n:
         raise ValueError(f"instance prediction has {n} scores but {len(encoded)} masks")
     stability = np.asarray(pred.stability).tolist() if pred.stability is not None else [None] * n
@@ -122,6 +124,14 @@ def instances_with_runs(
          "category_id": int(c), "source": pred.source}
         for e, s, st, c in zip(encoded, np.asarray(pred.scores).tolist(), stability, cats)
     ], runs
+
+
+def _handed_runs(runs: Runs, n: int) -> Runs:
+    """A backend's runs of its n RLEs, checked for shape (fusion checks their sums)."""
+    lengths, offsets = (np.asarray(a, dtype=np.int64) for a in runs)
+    if offsets.shape != (n + 1,) or offsets[0] != 0 or offsets[-1] != len(lengths):
+        raise ValueError(f"instance runs have offsets of shape {offsets.shape} for {n} RLEs")
+    return lengths, offsets
 
 
 def encode_instances(

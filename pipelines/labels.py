@@ -58,16 +58,40 @@ def add_arguments(parser) -> None:
                         help="config overrides, e.g. shard_size=500 instances.batch_size=2")
 
 
-# ---- Ray Data stages: thin wrappers moving pickled items between the plain steps ----
+# ---- Ray Data stages: thin wrappers moving items between the plain steps ----
+# An item travels pickled in the `payload` column, except its decoded image: that goes in
+# the `image` column, which Ray Data keeps as an Arrow tensor column (no pickling; the
+# next stage reads it without a copy), while a pickled image would be copied into pickle
+# bytes, into Arrow's binary column, out of it and out of pickle again. Items without an
+# image (decode errors, after the last model) have an empty placeholder there.
+
+_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
+
+
+def _is_rgb(image: Any) -> bool:
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
+        and image.shape[2] == 3 and image.size > 0
+
 
 def _unpack(batch: dict[str, np.ndarray]) -> list[dict]:
-    return [pickle.loads(p) for p in batch["payload"]]
+    items = [pickle.loads(p) for p in batch["payload"]]
+    for item, image in zip(items, batch.get("image", ())):
+        if image.size:  # read-only when read from Ray's object store: backends only read
+            item["image"] = image
+    return items
 
 
-def _pack(items: list[dict], key: str = "idx") -> dict[str, np.ndarray]:
-    payload = np.empty(len(items), dtype=object)
-    payload[:] = [pickle.dumps(it, protocol=5) for it in items]
-    return {"idx": np.asarray([it[key] for it in items], dtype=np.int64), "payload": payload}
+def _pack(items: list[dict], key: str = "idx", images: bool = True) -> dict[str, np.ndarray]:
+    """Items -> a numpy batch: `idx`, pickled `payload`, and (if `images`) the `image` column."""
+    payload, column = np.empty(len(items), dtype=object), np.empty(len(items), dtype=object)
+    for k, item in enumerate(items):
+        in_column = images and _is_rgb(item.get("image"))
+        column[k] = item["image"] if in_column else _NO_IMAGE
+        payload[k] = pickle.dumps({**item, "image": None} if in_column else item, protocol=5)
+    batch = {"idx": np.asarray([it[key] for it in items], dtype=np.int64), "payload": payload}
+    if images:
+        batch["image"] = column
+    return batch
 
 
 def _decode_batch(batch: dict[str, np.ndarray], max_side, store_images) -> dict[str, np.ndarray]:
@@ -85,7 +109,7 @@ class _ModelActor:
         self.stage = ModelStage(model, roles, device=device, drop_images=drop_images)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return _pack(self.stage(_unpack(batch)))
+        return _pack(self.stage(_unpack(batch)), images=not self.stage.drop_images)
 
 
 def _fuse_batch(batch: dict[str, np.ndarray], thresholds) -> dict[str, np.ndarray]:
@@ -93,7 +117,7 @@ def _fuse_batch(batch: dict[str, np.ndarray], thresholds) -> dict[str, np.ndarra
     rows = fuse_items(items, thresholds)
     for item, row in zip(items, rows):
         row["idx"] = item["idx"]
-    return _pack(rows)
+    return _pack(rows, images=False)
 
 
 def model_stages(config: LabelingConfig) -> list[tuple[ModelConfig, tuple[str, ...]]]:
@@ -214,7 +238,8 @@ class _ShardAssembler:
 
     def _write(self, shard: Shard, rows: list[dict]) -> None:
         info = write_shard(self.output, shard.index, rows, self.meta,
-                           row_group_size=self.config.row_group_size)
+                           row_group_size=self.config.row_group_size,
+                           compression_level=self.config.compression_level)
         self.infos[shard.index] = info
         self.written.append(info)
         write_manifest(self.output, list(self.infos.values()), self.meta)

@@ -31,13 +31,17 @@ class InstancePrediction:
 
     Exactly one of `masks` (bool [N, H, W]) and `rles` (list of {"counts", "area", "bbox"}
     as dataset.masks.encode_many returns) is set; encoding on the accelerator lets a fast
-    backend hand over RLEs and skip moving full masks to the host.
+    backend hand over RLEs and skip moving full masks to the host. A backend that holds the
+    uncompressed run lengths of its RLEs may hand them over too (`runs`, as dataset.masks
+    Runs: int64 run lengths of all masks, int64 offsets [N + 1]), so fusion need not read
+    the compressed strings back.
     """
 
     scores: np.ndarray  # float32 [N]: predicted IoU or detector score
     stability: np.ndarray | None = None  # float32 [N], None where the backend has none
     masks: np.ndarray | None = None
     rles: list[dict[str, Any]] | None = None
+    runs: tuple[np.ndarray, np.ndarray] | None = None  # run lengths of `rles`, optional
     category_ids: np.ndarray | None = None  # int32 [N] where the backend knows the class
     source: str = ""
 
@@ -67,7 +71,8 @@ class Backend:
         return {}
 
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:
-        """RGB uint8 [H, W, 3] images (sizes may differ) + each image's class name, if known."""
+        """RGB uint8 [H, W, 3] images (sizes may differ) + each image's class name, if known.
+        The images may be read-only (the job hands over Ray's object-store buffers)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

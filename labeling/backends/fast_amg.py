@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from labeling.backends.base import Backend, InstancePrediction, Prediction
-from labeling.backends.mask_ops import encode_rles, mask_boxes_xyxy, stability_scores
+from labeling.backends.mask_ops import encode_rles_with_runs, mask_boxes_xyxy, stability_scores
 from labeling.backends.sam import AMG_DEFAULTS, load_sam
 from labeling.backends.sam_sdpa import FusedAttention
 
@@ -231,11 +231,11 @@ class FastAmgBackend(Backend):
         if self.s["min_mask_region_area"] > 0 and len(iou):
             masks, keep = self._remove_small_regions(masks)
             iou, stab = iou[keep], stab[keep]
+        rles, runs = encode_rles_with_runs(masks)  # runs: so fusion need not parse the RLEs
         return InstancePrediction(
             scores=iou.cpu().numpy().astype(np.float32),
             stability=stab.cpu().numpy().astype(np.float32),
-            rles=encode_rles(masks),
-            source=self.name,
+            rles=rles, runs=runs, source=self.name,
         )
 
     @staticmethod

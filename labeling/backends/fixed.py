@@ -5,7 +5,9 @@ reproducible while images differ from each other, as real labels do: a semantic 
 `num_categories` horizontal bands bent by a sine wave, and `num_instances` ellipses whose
 positions and sizes are drawn from a seed mixed from `seed` and the image.
 With `as_rles` the instances come back already run-length encoded, as the SAM backends
-hand them over (encoded inside the model step). Test hooks (all off by default): `delay` seconds per image; `fail_class` raises for images
+hand them over (encoded inside the model step); with `with_runs` as well their run
+lengths, as sam-amg-fast hands them over. Test hooks (all off by default): `delay`
+seconds per image; `fail_class` raises for images
 of that class name; `crash_once` names a file: the first process to find it missing creates
 it and exits hard, as a crashed or preempted worker would.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from dataset.masks import encode_runs, mask_runs
 from labeling.backends.base import Backend, InstancePrediction, Prediction, SemanticPrediction
 from labeling.rle import encode_masks
 
@@ -29,13 +32,14 @@ class FixedBackend(Backend):
 
     def __init__(
         self, device: str = "cpu", num_categories: int = 8, num_instances: int = 30,
-        seed: int = 0, as_rles: bool = False, delay: float = 0.0,
+        seed: int = 0, as_rles: bool = False, with_runs: bool = False, delay: float = 0.0,
         fail_class: str | None = None, crash_once: str | None = None, **params: Any,
     ):
         super().__init__(device, num_categories=num_categories, num_instances=num_instances,
-                         seed=seed, as_rles=as_rles, delay=delay, fail_class=fail_class,
+                         seed=seed, as_rles=as_rles, with_runs=with_runs, delay=delay,
+                         fail_class=fail_class,
                          crash_once=crash_once, **params)
-        self.as_rles = as_rles
+        self.as_rles, self.with_runs = as_rles, with_runs
         self.num_categories, self.num_instances, self.seed = num_categories, num_instances, seed
         self.delay, self.fail_class, self.crash_once = delay, fail_class, crash_once
 
@@ -75,6 +79,12 @@ class FixedBackend(Backend):
             Path(self.crash_once).touch()
             os._exit(1)  # no cleanup: like a killed worker
 
+    def _encoded(self, masks: np.ndarray) -> dict[str, Any]:
+        if not self.with_runs or not len(masks):
+            return {"rles": encode_masks(masks)}
+        runs = mask_runs(masks)
+        return {"rles": encode_runs(*runs, *masks.shape[1:]), "runs": runs}
+
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:
         self._maybe_crash()
         out = []
@@ -91,7 +101,7 @@ class FixedBackend(Backend):
             instances = InstancePrediction(
                 scores=np.sort(rng.uniform(0.7, 1.0, len(masks)))[::-1].astype(np.float32),
                 stability=np.full(len(masks), 0.95, np.float32), source=self.name,
-                **({"rles": encode_masks(masks)} if self.as_rles else {"masks": masks}),
+                **(self._encoded(masks) if self.as_rles else {"masks": masks}),
             )
             out.append(Prediction(SemanticPrediction(label_map, scores), instances))
         return out

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
-from dataset.masks import rle_areas
+from dataset.masks import encode_runs
 
 
 def stability_scores(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
@@ -44,15 +43,10 @@ def mask_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
     return boxes * rows.any(dim=-1, keepdim=True)  # empty masks -> zeros
 
 
-def run_lengths(masks: torch.Tensor) -> list[np.ndarray]:
-    """Boolean [N, H, W] -> per mask, uint32 COCO uncompressed counts (column-major).
-
-    The change points are found on the device; one transfer brings back their positions,
-    the number per mask and each mask's first pixel. Counts start with a run of zeros.
-    """
+def _change_points(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean [N, H, W] -> (positions where a new run starts, sorted by mask then position;
+    how many per mask; each mask's first pixel), found on the device, one transfer back."""
     n, h, w = masks.shape
-    if n == 0:
-        return []
     flat = masks.transpose(1, 2).reshape(n, h * w)
     changes = flat[:, 1:] != flat[:, :-1]  # [N, HW - 1]
     where = changes.nonzero()  # [K, 2], sorted by mask then position
@@ -60,27 +54,55 @@ def run_lengths(masks: torch.Tensor) -> list[np.ndarray]:
     positions = (where[:, 1] + 1).to(torch.int64)  # index where a new run starts
     header = torch.stack([per_mask, flat[:, 0].to(torch.int64)], dim=1).reshape(-1)
     host = torch.cat([header, positions]).cpu().numpy()
-    per_mask, first = host[: 2 * n : 2], host[1 : 2 * n : 2]
-    starts = np.split(host[2 * n :], np.cumsum(per_mask)[:-1])
-    total = h * w
-    out = []
-    for s, lead in zip(starts, first):
-        bounds = np.concatenate([[0], s, [total]])
-        counts = np.diff(bounds)
-        if lead:
-            counts = np.concatenate([[0], counts])
-        out.append(counts.astype(np.uint32))
-    return out
+    return host[2 * n:], host[: 2 * n : 2], host[1 : 2 * n : 2]
+
+
+def mask_runs(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean [N >= 1, H, W] -> COCO uncompressed counts of all masks (column-major, each
+    starting with a run of zeros) as one int64 array plus int64 offsets [N + 1]: mask i owns
+    runs[offsets[i]:offsets[i + 1]] (dataset.masks.Runs)."""
+    n, h, w = masks.shape
+    positions, per_mask, lead = _change_points(masks)
+    # mask i's edges: 0, [0 again if it starts with a 1: an empty first 0-run], its run
+    # starts, h * w; its runs are the differences of consecutive edges
+    sizes = per_mask + lead + 2
+    block = np.zeros(n + 1, np.int64)
+    np.cumsum(sizes, out=block[1:])
+    edges = np.zeros(block[-1], np.int64)  # every mask's first edge (and a lead's) is 0
+    edges[block[1:] - 1] = h * w
+    before = np.cumsum(per_mask) - per_mask  # positions of the masks before mask i
+    shift = np.repeat(block[:-1] + 1 + lead - before, per_mask)
+    edges[np.arange(len(positions)) + shift] = positions
+    runs = np.delete(np.diff(edges), block[1:-1] - 1)  # no run across two masks
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(sizes - 1, out=offsets[1:])
+    return runs, offsets
+
+
+def run_lengths(masks: torch.Tensor) -> list[np.ndarray]:
+    """Boolean [N, H, W] -> per mask, uint32 COCO uncompressed counts (column-major).
+
+    The change points are found on the device; one transfer brings back their positions,
+    the number per mask and each mask's first pixel. Counts start with a run of zeros.
+    """
+    if len(masks) == 0:
+        return []
+    runs, offsets = mask_runs(masks)
+    return np.split(runs.astype(np.uint32), offsets[1:-1])
+
+
+def encode_rles_with_runs(
+    masks: torch.Tensor,
+) -> tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray] | None]:
+    """Boolean [N, H, W] on any device -> (records like dataset.masks.encode_many, their
+    runs as mask_runs returns them; None for no masks)."""
+    n, h, w = masks.shape
+    if n == 0:
+        return [], None
+    runs, offsets = mask_runs(masks)
+    return encode_runs(runs, offsets, h, w), (runs, offsets)
 
 
 def encode_rles(masks: torch.Tensor) -> list[dict[str, Any]]:
     """Boolean [N, H, W] on any device -> records like dataset.masks.encode_many."""
-    n, h, w = masks.shape
-    if n == 0:
-        return []
-    uncompressed = [{"size": [h, w], "counts": c} for c in run_lengths(masks)]
-    rles = mask_utils.frPyObjects(uncompressed, h, w)
-    areas = rle_areas(rles)
-    boxes = mask_utils.toBbox(rles)
-    return [{"counts": r["counts"], "area": int(a), "bbox": [float(v) for v in b]}
-            for r, a, b in zip(rles, areas, boxes)]
+    return encode_rles_with_runs(masks)[0]

@@ -10,8 +10,10 @@ image, at full resolution as a model would return them). Each step is timed per 
 - list: walking the folder; decode: read + robust decode (+ shrink with --max-side);
 - encode: prediction -> original size -> COCO RLE (semantic map and instance masks);
 - fuse+quality: tiny/duplicate filtering, majority class, quality metrics, row dicts;
-- serialize: the pickling the Ray stages do between decode, models, fusion and the driver;
-- write: Parquet + zstd shard and manifest.
+- serialize: what Ray Data does to the items between decode, models, fusion and the
+  driver (pipelines/labels.py packs them into numpy batches: the decoded image as a tensor
+  column, the rest pickled; Ray turns batches into Arrow blocks and back);
+- write: Parquet + zstd shard (the labeling config's level) and manifest.
 
 The ratio is the sum of those steps over bare decoding of the same files
 (``np.asarray(PIL.Image.open(path).convert("RGB"))``), measured in the same run, batch by
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from labeling.backends.base import build_backend
-from labeling.config import ModelConfig, Thresholds
+from labeling.config import LabelingConfig, ModelConfig, Thresholds
 from labeling.images import list_images
 from labeling.stages import ModelStage, decode_items, fuse_items
 
@@ -111,14 +112,29 @@ def _bare_decode(paths: list[str]) -> float:
     return _clock() - t0
 
 
-def _roundtrip(objects) -> tuple[list, float]:
+def _transfer(items: list[dict], images: bool, transport: str) -> tuple[list, float]:
+    """What Ray Data does to items between two stages of `c2fmae labels`: the stage's numpy
+    batch (pipelines/labels.py `_pack`) -> an Arrow block -> the next stage's numpy batch ->
+    items (`_unpack`). Image columns come back read-only, as from Ray's object store (the
+    copy into the object store itself is left out). transport "pickle": the images travel
+    inside the pickled payload (the job's transport before the image column)."""
+    from ray.data.block import BlockAccessor
+
+    from pipelines.labels import _pack, _unpack
+
     t0 = _clock()
-    out = [pickle.loads(pickle.dumps(o, protocol=5)) for o in objects]
+    block = BlockAccessor.batch_to_block(_pack(items, images=images and transport == "columns"))
+    batch = BlockAccessor.for_block(block).to_batch_format("numpy")
+    column = batch.get("image")
+    for image in ([] if column is None else column if column.dtype == object else [column]):
+        image.flags.writeable = False
+    out = _unpack(batch)
     return out, _clock() - t0
 
 
 def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
-              batch: int = 8) -> dict[str, float]:
+              batch: int = 8, level: int | None = None,
+              transport: str = "columns") -> dict[str, float]:
     """Seconds spent in each step over all images under `root`, `batch` images at a time
     through all steps (as the streaming job does), written as one shard. Bare decoding of
     each batch's files is timed right before the batch, so load changes on a shared
@@ -143,24 +159,27 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
         t0 = _clock()
         items = decode_items(recs, max_side)
         t["decode"] += _clock() - t0
-        items, dt = _roundtrip(items)
+        items, dt = _transfer(items, True, transport)
         t["serialize"] += dt
         before, t0 = backend.seconds + backend.reference, _clock()
         items = stage(items)
         t["encode"] += _clock() - t0 - (backend.seconds + backend.reference - before)
-        items, dt = _roundtrip(items)
+        items, dt = _transfer(items, False, transport)
         t["serialize"] += dt
         t0 = _clock()
         fused = fuse_items(items, Thresholds())
+        for item, row in zip(items, fused):
+            row["idx"] = item["idx"]
         t["fuse+quality"] += _clock() - t0
-        fused, dt = _roundtrip(fused)
+        fused, dt = _transfer(fused, False, transport)
         t["serialize"] += dt
-        rows += fused
+        rows += [{k: v for k, v in row.items() if k != "idx"} for row in fused]
     t["model (excluded)"] = backend.seconds
     t["encode with pycocotools.mask.encode (reference)"] = backend.reference
     meta = file_metadata(semantic_vocab=backend.inner.vocabulary)
+    level = LabelingConfig().compression_level if level is None else level
     t0 = _clock()
-    info = write_shard(out, 0, rows, meta)
+    info = write_shard(out, 0, rows, meta, compression_level=level)
     write_manifest(out, [info], meta)
     t["write"] = _clock() - t0
     t["bytes per image"] = info.bytes / len(rows)
@@ -169,17 +188,22 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
 
 
 OVERHEAD = ["list", "decode", "encode", "fuse+quality", "serialize", "write"]
-MODES = {"masks": False, "rles": True}  # instances as bool arrays / already encoded
+# instances as bool arrays (saliency, grounded-sam) / already encoded (sam-amg) / encoded,
+# with their run lengths (sam-amg-fast)
+MODES = {"masks": {"as_rles": False}, "RLEs": {"as_rles": True},
+         "RLEs+runs": {"as_rles": True, "with_runs": True}}
 
 
-def measure(root: Path, tmp: Path, max_side: int | None, params: dict, repeats: int) -> dict:
+def measure(root: Path, tmp: Path, max_side: int | None, params: dict, repeats: int,
+            level: int | None = None, transport: str = "columns") -> dict:
     """Per mode, the median over `repeats` passes of each step and of the total ratio
     (shared machines are noisy; each pass has its own bare-decode baseline)."""
-    run_steps(root, tmp / "warmup", max_side, params)  # imports, caches
+    run_steps(root, tmp / "warmup", max_side, params, level=level, transport=transport)
     passes: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for r in range(repeats):
-        for mode, as_rles in MODES.items():
-            t = run_steps(root, tmp / f"{mode}{r}", max_side, {**params, "as_rles": as_rles})
+        for k, (mode, extra) in enumerate(MODES.items()):
+            t = run_steps(root, tmp / f"{k}-{r}", max_side, {**params, **extra}, level=level,
+                          transport=transport)
             t["ratio"] = sum(t[k] for k in OVERHEAD) / t["bare decode"]
             passes[mode].append(t)
     return {mode: {k: float(np.median([t[k] for t in ts])) for k in ts[0]}
@@ -195,6 +219,11 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--instances", type=int, default=30, help="instance masks per image")
     p.add_argument("--categories", type=int, default=8, help="semantic categories per image")
     p.add_argument("--repeats", type=int, default=5, help="passes; medians are reported")
+    p.add_argument("--compression-level", type=int, default=None,
+                   help="zstd level of the shard (default: the labeling config's)")
+    p.add_argument("--transport", choices=["columns", "pickle"], default="columns",
+                   help="images between stages in a tensor column (the job's way, default) "
+                        "or inside the pickled items (as before), for comparison")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                    help="cpu: CPU time of this process (default; robust to other jobs on the "
                         "machine, leaves out waiting for the disk); wall: elapsed time")
@@ -209,15 +238,16 @@ def main(argv: list[str]) -> dict:
     params = {"num_instances": args.instances, "num_categories": args.categories}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.input) if args.input else make_jpegs(Path(tmp) / "img", args.images, (h, w))
-        best = measure(root, Path(tmp), args.max_side, params, max(1, args.repeats))
+        best = measure(root, Path(tmp), args.max_side, params, max(1, args.repeats),
+                       args.compression_level, args.transport)
         n = len(list_images(root))
     result = {"images": n}
     print(f"{n} images of {args.size}, max side {args.max_side}, {args.instances} instances "
           f"({best['masks']['instances per image']:.1f} kept) and {args.categories} semantic "
           f"categories per image; median of {args.repeats} passes, one process, one thread, "
           f"{args.clock} time\n")
-    print("| step | ms / image (masks) | x bare decode | ms / image (RLEs) | x bare decode |")
-    print("|---|---:|---:|---:|---:|")
+    print("| step | " + " | ".join(f"ms / image ({m}) | x bare decode" for m in MODES) + " |")
+    print("|---|" + "---:|---:|" * len(MODES))
     for key in ["bare decode", *OVERHEAD, "model (excluded)",
                 "encode with pycocotools.mask.encode (reference)"]:
         cells = [f"{1000 * best[m][key] / n:.2f} | {best[m][key] / best[m]['bare decode']:.2f}"
@@ -229,9 +259,10 @@ def main(argv: list[str]) -> dict:
                         **{f"{k}_ms": 1000 * best[mode][k] / n for k in ["bare decode", *OVERHEAD]}}
     cells = [f"**{result[m]['overhead_ms']:.2f}** | **{result[m]['ratio']:.2f}**" for m in MODES]
     print(f"| **total around the models** | {' | '.join(cells)} |")
-    print(f"\nmasks: the backend returns bool masks, encoded here; RLEs: it returns them encoded "
-          f"(as sam-amg / sam-amg-fast do). Labels: {best['masks']['bytes per image'] / 1024:.1f} "
-          "KB per image. Target: <= 3x bare decode.")
+    print(f"\nmasks: the backend returns bool masks, encoded here (as saliency / grounded-sam "
+          "do); RLEs: it returns them encoded (as sam-amg does); RLEs+runs: encoded, with their "
+          "run lengths (as sam-amg-fast does). Labels: "
+          f"{best['masks']['bytes per image'] / 1024:.1f} KB per image. Target: <= 3x bare decode.")
     return result
 
 
