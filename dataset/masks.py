@@ -188,21 +188,23 @@ def encode_runs(runs: np.ndarray, offsets: np.ndarray, height: int, width: int) 
 def _chain_sums(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Value m >= 3 of each string was stored as the difference to value m - 2: running sums
     along the two interleaved chains (even and odd places), restarting at places 0, 1, 2
-    of every string. Each chain is summed as one contiguous array; a restart subtracts
-    what the chain had gathered since the restart before it."""
+    of every string. The even chain then the odd one are laid end to end and summed in one
+    pass, each restart taking off what was gathered since the restart before it."""
     k = len(x)
     if not k:
         return x
-    heads = (offsets[:-1, None] + np.arange(3)).reshape(-1)
+    even = (k + 1) >> 1
+    chains = np.concatenate((x[0::2], x[1::2]))
+    heads = (offsets[:-1, None] + np.arange(3)).ravel()
     heads = heads[heads < np.repeat(offsets[1:], 3)]
+    restart = np.sort((heads & 1) * even + (heads >> 1))  # places in `chains`; 0 is one
+    total = np.cumsum(chains)
+    gathered = total[restart - 1]
+    gathered[0] = 0
+    chains[restart] -= np.diff(gathered, prepend=0)
+    np.cumsum(chains, out=chains)
     runs = np.empty(k, np.int64)
-    for parity in (0, 1):
-        chain = x[parity::2].copy()
-        restart = heads[(heads & 1) == parity] >> 1  # places in the chain
-        total = np.cumsum(chain)
-        gathered = np.where(restart > 0, total[np.maximum(restart - 1, 0)], 0)
-        chain[restart] -= np.diff(gathered, prepend=0)
-        runs[parity::2] = np.cumsum(chain)
+    runs[0::2], runs[1::2] = chains[:even], chains[even:]
     return runs
 
 
@@ -210,23 +212,23 @@ def _counts_values(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarra
     """COCO compressed counts strings -> their values (differences not undone), offsets.
     A value is 5-bit groups, least significant first: it ends at the first character
     without bit 0x20 (after subtracting 48), whose bit 0x10 is the sign. Read from its
-    top group down, one pass per group count (most values have one or two)."""
+    top group down, one pass per group count (most values have one or two groups)."""
     data = [c if isinstance(c, bytes) else c.encode() if isinstance(c, str) else bytes(c)
             for c in counts]
     digits = np.frombuffer(b"".join(data), np.uint8) - np.uint8(48)  # '0'..'o' -> 0..63
     if digits.size and digits.max() > 63:
         raise ValueError("RLE string has a character outside '0'..'o'")
-    string_end = np.cumsum([len(d) for d in data], dtype=np.int64)
-    last = np.flatnonzero(digits < 0x20)  # the last (top) group of each value
-    if np.any(digits[string_end[string_end > 0] - 1] & 0x20):
+    string_end = np.fromiter(map(len, data), np.int64, len(data)).cumsum()
+    top = digits < 0x20  # the last (top) group of a value
+    if not top[string_end[string_end > 0] - 1].all():
         raise ValueError("RLE string ends inside a value")
+    last = np.flatnonzero(top)
     groups = np.diff(last, prepend=-1)
     if groups.size and groups.max() > 12:
         raise ValueError("RLE string has a value too large")
-    top = digits[last].astype(np.int64)
-    x = top - ((top & 0x10) << 1)  # the top group carries the sign
-    more = np.flatnonzero(groups > 1)
-    k = 1
+    x = digits[last].astype(np.int64)
+    x -= (x & 0x10) << 1  # the top group carries the sign
+    more, k = np.flatnonzero(groups > 1), 1
     while more.size:  # values with more than k groups take the group k places down
         x[more] = (x[more] << 5) | (digits[last[more] - k] & 0x1F)
         k += 1
