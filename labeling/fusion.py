@@ -229,7 +229,7 @@ def fuse(
         if semantic_segments is None:
             semantic_segments = rle.Segments.from_intervals(
                 rle.Intervals.from_counts([e["counts"] for e in semantic], total))
-        share = category_shares(intervals, semantic_segments)
+        share = category_shares(intervals, semantic_segments.astype(np.int64))
         best = share.argmax(1)
         top = share[np.arange(len(kept)), best]
         for inst, b, p in zip(kept, best.tolist(), top.tolist()):

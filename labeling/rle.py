@@ -39,7 +39,8 @@ class Intervals:
     @classmethod
     def from_runs(cls, runs: np.ndarray, offsets: np.ndarray, total: int) -> Intervals:
         """From runs (dataset.masks) of masks of `total` pixels each."""
-        ends = np.cumsum(runs)  # mask by mask, each summing to total: joined-line ends
+        # mask by mask, each summing to total: joined-line ends (int64 for int32 runs too)
+        ends = np.cumsum(runs, dtype=np.int64)
         n = len(offsets) - 1
         if n and ends[offsets[1:] - 1].tolist() != list(range(total, total * n + 1, total)):
             raise ValueError(f"RLE counts do not add up to the image's {total} pixels")
@@ -182,6 +183,12 @@ class Segments:
     def stop(self) -> np.ndarray:
         return np.append(self.start[1:], self.total)
 
+    def astype(self, dtype) -> Segments:
+        """The same segments with positions and categories as `dtype` (int32 halves what
+        moves between the job's stages; fusion computes in int64)."""
+        return Segments(self.start.astype(dtype, copy=False),
+                        self.category.astype(dtype, copy=False), self.count, self.total)
+
     @classmethod
     def from_intervals(cls, regions: Intervals) -> Segments:
         """From the intervals of disjoint masks (semantic entries), with the gaps as -1."""
@@ -195,6 +202,14 @@ class Segments:
         seg_cat = np.concatenate([np.full(int(gap.sum()), -1), owner])
         order = np.argsort(seg_start, kind="stable")
         return cls(seg_start[order], seg_cat[order], len(regions), regions.total)
+
+
+def narrow(runs: tuple[np.ndarray, np.ndarray], total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs (dataset.masks.Runs) of masks of `total` pixels as int32 where they fit (half the
+    bytes to move between the job's stages); Intervals.from_runs takes either."""
+    if total >= 1 << 31:
+        return runs
+    return runs[0].astype(np.int32, copy=False), runs[1]
 
 
 # ---- the encoders (now in dataset/masks.py), with the list-of-arrays API ----

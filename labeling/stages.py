@@ -21,11 +21,14 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
+
 from labeling.backends.base import Backend, Prediction, build_backend
 from labeling.config import ModelConfig, Thresholds
 from labeling.fusion import error_row, fuse, instances_with_runs, ok_row, semantic_with_runs
 from labeling.images import ImageDecodeError, class_name, decode_image, read_bytes
 from labeling.quality import image_quality
+from labeling.rle import narrow
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +93,16 @@ class ModelStage:
         if "semantic" in self.roles:
             if pred.semantic is None:
                 raise ValueError("backend returned no semantic prediction")
-            item["semantic"], item["semantic_confidence"], item["semantic_segments"] = \
+            item["semantic"], item["semantic_confidence"], segments = \
                 semantic_with_runs(pred.semantic, item["size"])
+            # int32 where positions fit: half the bytes to move to the fusion stage
+            item["semantic_segments"] = \
+                segments.astype(np.int32) if segments.total < 1 << 31 else segments
         if "instances" in self.roles:
             if pred.instances is None:
                 raise ValueError("backend returned no instance prediction")
-            item["instances"], item["instance_runs"] = \
-                instances_with_runs(pred.instances, model_size, item["size"])
+            item["instances"], runs = instances_with_runs(pred.instances, model_size, item["size"])
+            item["instance_runs"] = None if runs is None else narrow(runs, int(np.prod(item["size"])))
 
     def __call__(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         todo = [it for it in items if it["error"] is None]
