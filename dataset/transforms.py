@@ -14,6 +14,7 @@ image and labels are taken to cover the same field of view.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -142,6 +143,13 @@ def _distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_values[new], np.cumsum(new) - 1
 
 
+@functools.lru_cache(maxsize=8)
+def _odd_numbers(n: int) -> np.ndarray:
+    odd = np.arange(1, 2 * n, 2, dtype=np.int64)
+    odd.flags.writeable = False
+    return odd
+
+
 class _Grid(NamedTuple):
     """The distinct sample points of a rows x cols grid as sorted column-major indices."""
 
@@ -161,15 +169,17 @@ class _Grid(NamedTuple):
 
     @classmethod
     def of_box(cls, box: CropBox, out: int, height: int) -> _Grid:
-        """The label grid of a crop: rows and columns already ascend (unflipped), and they
-        repeat only where the box is narrower than `out`."""
-        rows, cols = label_grid(CropBox(box.top, box.left, box.height, box.width), out)
+        """The label grid of a crop (as :func:`label_grid`, in integers): rows and columns
+        ascend (unflipped) and repeat only where the box is narrower than `out`."""
+        odd = _odd_numbers(out)  # cell i samples floor((i + 0.5) * side / out)
+        rows = box.top + odd * box.height // (2 * out)
+        cols = box.left + odd * box.width // (2 * out)
         row_of = col_of = None
         if box.height < out:
             rows, row_of = _distinct(rows)
         if box.width < out:
             cols, col_of = _distinct(cols)
-        query = (cols[:, None] * int(height) + rows[None, :]).ravel()
+        query = (cols[:, None] * int(height) + rows).ravel()
         return cls(query, row_of, col_of, (len(cols), len(rows)), box.flip)
 
     def expand(self, values: np.ndarray) -> np.ndarray:
