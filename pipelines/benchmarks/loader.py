@@ -11,7 +11,7 @@ edges) in a temp folder, then times on one core (one process, one thread):
   image code as ours (PIL, DCT draft for JPEGs), batched to tensors;
 - torchvision: the usual MAE pipeline (PIL decode, RandomResizedCrop, flip, ToTensor,
   Normalize), for reference;
-- ours: dataset.loader.PretrainLoader (Parquet rows, image decode, RLE decode of every
+- ours: dataset.loader.PretrainLoader (Parquet rows, image decode, RLE parse of every
   mask, one crop for image + both label maps, vocabulary remap), one epoch per round.
 
 Then a long run of our loader (`--long` images, several epochs) samples the process's
