@@ -53,8 +53,8 @@ class LabelingConfig:
     decode_num_cpus: float = 1.0  # CPUs per decode / fuse task
     store_images: bool = False  # keep a copy of each encoded image file in `image_bytes`
     row_group_size: int = 256
-    # zstd level of the shard files (1-22; pyarrow's default is 1): level 3 writes ~4x
-    # faster than 9 for ~16% more bytes (BENCHMARKS.md, "Labeling overhead")
+    # zstd level of the shard files (1-22): level 3 writes ~2.5x faster than 9 for 4-18%
+    # more bytes (BENCHMARKS.md, "Labeling overhead" and "Label storage")
     compression_level: int = 3
 
     def validate(self) -> LabelingConfig:

@@ -8,8 +8,9 @@ overhead benchmark calls them in one process. An item is a dict that grows step 
     model:   semantic (entries at original size) + semantic_confidence, and/or
              instances (entries, unfiltered); with each, what it was encoded from
              (semantic_segments: the map's runs of one label; instance_runs: run lengths,
-             None where a backend handed over RLEs), so fusion need not decode the
-             entries; a failing image gets `error` set instead
+             None where a backend handed over RLEs without them), as int32 where they
+             fit, so fusion need not decode the entries; a failing image gets `error`
+             set instead
     fuse:    -> one schema row dict per item (ok or error)
 
 A step never raises for a bad image: the image's item carries the reason to its error row.
