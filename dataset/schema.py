@@ -143,9 +143,9 @@ def check_schema(schema: pa.Schema) -> list[str]:
 
 def code_version_string() -> str:
     """Package version plus the git commit when running from a checkout."""
+    import subprocess
     from importlib import metadata
     from pathlib import Path
-    import subprocess
 
     try:
         version = metadata.version("c2fmae")

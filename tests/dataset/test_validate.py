@@ -5,7 +5,6 @@ import pytest
 from pycocotools.coco import COCO
 
 from dataset import masks
-from dataset.coco import export_coco
 from dataset.shards import write_manifest, write_shard
 from dataset.validate import validate
 from pipelines.cli import main
@@ -94,11 +93,11 @@ def test_broken_files_are_named_not_tracebacks(clean, capsys):
     (root / "shards" / "part-00002.parquet").write_bytes(b"hello")  # foreign file
     assert main(["validate", str(root), "--quiet", "--workers", "1"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert any(l.startswith(str(shard)) and "not a readable Parquet file" in l for l in out)
-    assert any("part-00002.parquet" in l and "not a readable Parquet file" in l for l in out)
-    assert any("size or sha256 of part-00001.parquet differs" in l for l in out)
-    assert any("does not list part-00002.parquet" in l for l in out)
-    assert all("Traceback" not in l for l in out)
+    assert any(line.startswith(str(shard)) and "not a readable Parquet file" in line for line in out)
+    assert any("part-00002.parquet" in line and "not a readable Parquet file" in line for line in out)
+    assert any("size or sha256 of part-00001.parquet differs" in line for line in out)
+    assert any("does not list part-00002.parquet" in line for line in out)
+    assert all("Traceback" not in line for line in out)
 
 
 def test_missing_directory(tmp_path, capsys):
