@@ -80,6 +80,17 @@ class Backend:
         return {"backend": self.name, "provides": sorted(self.provides), "params": self.params}
 
 
+def bf16_autocast(enabled: bool):
+    """bf16 autocast on CUDA when `enabled`, else a context that does nothing."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
 # name -> ("module:Class", default parameters); modules are imported on first use only.
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "saliency": ("labeling.backends.saliency:SaliencyBackend", {}),

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from labeling.backends.base import Backend, InstancePrediction, Prediction
+from labeling.backends.base import Backend, InstancePrediction, Prediction, bf16_autocast
 from labeling.backends.mask_ops import encode_rles_with_runs, mask_boxes_xyxy, stability_scores
 from labeling.backends.sam import AMG_DEFAULTS, load_sam
 from labeling.backends.sam_sdpa import FusedAttention
@@ -111,9 +111,7 @@ class FastAmgBackend(Backend):
             (on_cuda if sdpa is None else sdpa) else contextlib.nullcontext()
 
     def _autocast(self):
-        if self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(self.bf16)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:

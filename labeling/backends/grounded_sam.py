@@ -11,14 +11,13 @@ Images without a class name get no instances unless `default_prompt` is set.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
-from labeling.backends.base import Backend, InstancePrediction, Prediction
+from labeling.backends.base import Backend, InstancePrediction, Prediction, bf16_autocast
 from labeling.backends.hub import load_pretrained
 from labeling.backends.sam import load_sam
 
@@ -62,9 +61,7 @@ class GroundedSamBackend(Backend):
         self.class_index = _class_indices()
 
     def _autocast(self):
-        if self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(self.bf16)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:

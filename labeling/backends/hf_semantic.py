@@ -21,7 +21,6 @@ pixels where their score-weighted mask is highest).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -31,7 +30,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from labeling.backends.base import Backend, InstancePrediction, Prediction, SemanticPrediction
+from labeling.backends.base import (
+    Backend,
+    InstancePrediction,
+    Prediction,
+    SemanticPrediction,
+    bf16_autocast,
+)
 from labeling.backends.hub import load_pretrained, resolve_source
 
 log = logging.getLogger(__name__)
@@ -104,9 +109,7 @@ class HFSemanticBackend(Backend):
         return out
 
     def _autocast(self):
-        if self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16_autocast(self.bf16)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:

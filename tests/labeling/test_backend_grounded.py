@@ -11,12 +11,7 @@ from labeling.backends.grounded_sam import prompt_for
 from labeling.images import imagenet_classes
 from tests.labeling import conftest_backends as tiny
 
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("C2FMAE_WEIGHTS", str(tmp_path / "weights"))
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture(scope="module")

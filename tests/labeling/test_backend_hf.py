@@ -21,12 +21,7 @@ SAVERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, and an empty HF cache and weights dir, whatever this machine holds."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("C2FMAE_WEIGHTS", str(tmp_path / "weights"))
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture(scope="module")
