@@ -46,6 +46,10 @@ COUNTERS = ("served", "error_rows", "unreadable", "held_out")
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
+# Shards a loader worker keeps open at once (each holds its Parquet footer in memory).
+OPEN_SHARDS = 8
+
+
 @dataclass
 class DataConfig:
     """Where the labels are and how a training sample is made from a row."""
@@ -121,8 +125,7 @@ class LabelSource:
         self.image_root = Path(root) if root else None
         self.lookup = transforms.vocabulary_lookup(reader.semantic_vocab)
         self.class_names = dict(self.metadata["vocabularies"].get("classes", {}))
-        groups = [[f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)]
-                  for f in reader._files]
+        groups = reader.row_groups
         self.units = plan_units(groups, cfg.unit_rows, readers)
         self.rows = sum(sum(g) for g in groups)
         if self.rows < readers:
@@ -170,6 +173,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         rows = []
         for u in units:
             if u.shard not in self._files:
+                if len(self._files) >= OPEN_SHARDS:  # a few open files, not one per shard
+                    self._files.pop(next(iter(self._files))).close()
                 self._files[u.shard] = open_shard(Path(self.source.paths[u.shard]))
             try:
                 table = self._files[u.shard].read_row_group(u.group, columns=self.source.columns)

@@ -52,16 +52,23 @@ class LabelReader:
         else:
             self.root, self.paths, self.manifest = None, [Path(p) for p in source], None
         self.columns = list(columns)
-        self._files = [open_shard(p) for p in self.paths]
-        if check:
-            for path, f in zip(self.paths, self._files):
+        # Only footers are kept (rows per row group); files are opened while being read, so
+        # a reader over thousands of shards holds no file handles or Parquet metadata.
+        self.row_groups: list[list[int]] = []
+        self.metadata: dict[str, Any] = {}
+        for path in self.paths:
+            f = open_shard(path)
+            if check:
                 problems = check_schema(f.schema_arrow)
                 if problems:
                     raise ShardError(f"{path}: {problems[0]}")
-        self.metadata = read_metadata(self._files[0].schema_arrow)
+            if not self.metadata:
+                self.metadata = read_metadata(f.schema_arrow)
+            self.row_groups.append([f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)])
+            f.close()
 
     def __len__(self) -> int:
-        return sum(f.metadata.num_rows for f in self._files)
+        return sum(map(sum, self.row_groups))
 
     @property
     def input_root(self) -> str | None:
@@ -72,7 +79,7 @@ class LabelReader:
         return self.metadata["vocabularies"]["semantic"]
 
     def shard_rows(self) -> list[int]:
-        return [f.metadata.num_rows for f in self._files]
+        return [sum(groups) for groups in self.row_groups]
 
     def batches(
         self, start: Position = Position(), shards: Sequence[int] | None = None,
@@ -82,21 +89,26 @@ class LabelReader:
         `shards` restricts reading to those shard indices (e.g. one rank's share);
         shards before `start.shard` are skipped, and rows before `start.row` in it.
         """
-        order = range(len(self._files)) if shards is None else shards
+        order = range(len(self.paths)) if shards is None else shards
         for s in order:
             if s < start.shard:
                 continue
-            f, skip, first = self._files[s], (start.row if s == start.shard else 0), 0
-            for g in range(f.num_row_groups):
-                n = f.metadata.row_group(g).num_rows
-                if first + n > skip:
-                    try:
-                        table = f.read_row_group(g, columns=self.columns)
-                    except (pa.ArrowException, OSError) as exc:
-                        raise ShardError(f"{self.paths[s]}: row group {g} unreadable ({exc})") from None
-                    offset = max(skip - first, 0)
-                    yield table.slice(offset), Position(s, first + offset)
-                first += n
+            skip, first = (start.row if s == start.shard else 0), 0
+            f = None
+            try:
+                for g, n in enumerate(self.row_groups[s]):
+                    if first + n > skip:
+                        f = f or open_shard(self.paths[s])
+                        try:
+                            table = f.read_row_group(g, columns=self.columns)
+                        except (pa.ArrowException, OSError) as exc:
+                            raise ShardError(f"{self.paths[s]}: row group {g} unreadable ({exc})") from None
+                        offset = max(skip - first, 0)
+                        yield table.slice(offset), Position(s, first + offset)
+                    first += n
+            finally:
+                if f is not None:
+                    f.close()
 
     def rows(
         self, start: Position = Position(), shards: Sequence[int] | None = None,

@@ -145,3 +145,11 @@ def test_published_files_follow_the_umask(tmp_path):
     for p in (tmp_path / "shards" / "part-00003.parquet", tmp_path / "manifest.json"):
         assert stat.S_IMODE(os.stat(p).st_mode) == FILE_MODE
     assert FILE_MODE & stat.S_IRGRP or os.umask(os.umask(0)) & 0o040
+
+
+def test_reader_holds_no_open_shards(labels):
+    root, _ = labels
+    reader = LabelReader(root)
+    assert reader.row_groups == [[16, 16, 16, 2], [16, 14]]
+    assert reader.shard_rows() == [50, 30] and len(reader) == 80
+    assert not any(isinstance(v, pq.ParquetFile) for v in vars(reader).values())
