@@ -6,8 +6,9 @@ is well formed and decodes to exactly height x width; stored areas and boxes agr
 the masks; semantic masks of a row are disjoint with unique categories; category ids are
 in the vocabulary; image ids are unique across all shards.
 
-RLE strings are parsed here before pycocotools sees them: pycocotools trusts the run
-lengths and writes past its buffer when they sum to more than height x width.
+RLE strings are parsed (dataset.masks.counts_runs) before pycocotools sees them:
+pycocotools trusts the run lengths and writes past its buffer when they sum to more than
+height x width.
 """
 
 from __future__ import annotations
@@ -22,43 +23,11 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from dataset.masks import counts_runs
 from dataset.schema import STATUS_ERROR, STATUS_OK, check_schema, read_metadata
 from dataset.shards import MANIFEST, ShardError, _sha256, list_shards, open_shard, read_manifest
 
 BOX_TOLERANCE = 1e-3
-
-
-def rle_run_lengths(counts: bytes | str) -> list[int]:
-    """Parse COCO's compressed RLE string into run lengths (zeros first, alternating).
-
-    Each value is written in 5-bit groups, least significant first, as chars 48..111; bit
-    0x20 says another group follows and bit 0x10 of the last group is the sign. From the
-    third value on, a value is stored as the difference to the value two places before.
-    Raises ValueError on a malformed string.
-    """
-    data = counts.encode() if isinstance(counts, str) else bytes(counts)
-    runs: list[int] = []
-    pos = 0
-    while pos < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(data):
-                raise ValueError("RLE string ends inside a value")
-            c = data[pos] - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"RLE string has an invalid character {chr(data[pos])!r}")
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            raise ValueError("RLE has a negative run length")
-        runs.append(value)
-    return runs
 
 
 @dataclass
@@ -75,7 +44,7 @@ def _id_hash(image_id: str) -> int:
 
 def _check_rle(counts: bytes, h: int, w: int, what: str) -> str | None:
     try:
-        total = sum(rle_run_lengths(counts))
+        total = int(counts_runs([counts])[0].sum())
     except ValueError as exc:
         return f"{what}: malformed RLE ({exc})"
     if total != h * w:

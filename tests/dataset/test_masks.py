@@ -3,7 +3,6 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from dataset import masks
-from dataset.validate import rle_run_lengths
 from tests.dataset.synth import random_instances, random_label_map
 
 
@@ -64,13 +63,13 @@ def test_rle_parser_agrees_with_pycocotools():
     rng = np.random.default_rng(3)
     for m in random_instances(rng, 50, 60, 6):
         fortran = np.asfortranarray(m.astype(np.uint8))
-        runs = rle_run_lengths(mask_utils.encode(fortran)["counts"])
+        runs = masks.counts_runs([mask_utils.encode(fortran)["counts"]])[0].tolist()
         assert sum(runs) == 50 * 60
         flat = m.T.reshape(-1)  # column-major, as COCO counts
         assert runs[0] == (np.argmax(flat) if flat.any() else flat.size)
         assert sum(runs[1::2]) == m.sum()
     with pytest.raises(ValueError):
-        rle_run_lengths(b"\x01\x02")
+        masks.counts_runs([b"\x01\x02"])
 
 
 def test_areas_of_more_than_255_rles():
