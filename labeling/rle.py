@@ -10,16 +10,14 @@ are exact: the same integers pycocotools' ``iou`` / ``merge`` / ``area`` compute
 Masks of one image are laid end to end: mask i owns positions [i * T, (i + 1) * T), so the
 running sum of all their runs is already every run's end in one sorted coordinate.
 
-The codec lives in dataset/masks.py (``mask_runs``, ``label_runs``, ``encode_runs``,
-``counts_runs``); the wrappers at the bottom keep the list-of-arrays API this module had
-before they moved there.
+The codec itself (``mask_runs``, ``label_runs``, ``encode_runs``, ``counts_runs``) lives
+in dataset/masks.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
@@ -210,30 +208,3 @@ def narrow(runs: tuple[np.ndarray, np.ndarray], total: int) -> tuple[np.ndarray,
     if total >= 1 << 31:
         return runs
     return runs[0].astype(np.int32, copy=False), runs[1]
-
-
-# ---- the encoders (now in dataset/masks.py), with the list-of-arrays API ----
-
-def run_lengths(masks: np.ndarray) -> list[np.ndarray]:
-    """bool [N, H, W] (row-major) -> the column-major run lengths of each mask."""
-    runs, offsets = mask_codec.mask_runs(masks)
-    return np.split(runs, offsets[1:-1])
-
-
-def label_runs(label_map: np.ndarray, categories: list[int]) -> list[np.ndarray]:
-    """Label map int [H, W] -> the run lengths of `label_map == c` for each c, in one scan."""
-    _, runs, offsets = mask_codec.label_runs(label_map, categories)
-    return np.split(runs, offsets[1:-1])
-
-
-def records(runs: list[np.ndarray], height: int, width: int) -> list[dict[str, Any]]:
-    """Run lengths -> {"counts", "area", "bbox"} records (as dataset.masks.encode_many)."""
-    if not runs:
-        return []
-    offsets = np.concatenate(([0], np.cumsum([len(r) for r in runs])))
-    return mask_codec.encode_runs(np.concatenate(runs).astype(np.int64), offsets, height, width)
-
-
-def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
-    """bool [N, H, W] -> one {"counts": bytes, "area": int, "bbox": [x, y, w, h]} per mask."""
-    return mask_codec.encode_many(masks)

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from dataset.masks import encode_runs, mask_runs
+from dataset.masks import encode_many, encode_runs, mask_runs
 from labeling.backends.base import Backend, InstancePrediction, Prediction, SemanticPrediction
-from labeling.rle import encode_masks
 
 
 class FixedBackend(Backend):
@@ -81,7 +80,7 @@ class FixedBackend(Backend):
 
     def _encoded(self, masks: np.ndarray) -> dict[str, Any]:
         if not self.with_runs or not len(masks):
-            return {"rles": encode_masks(masks)}
+            return {"rles": encode_many(masks)}
         runs = mask_runs(masks)
         return {"rles": encode_runs(*runs, *masks.shape[1:]), "runs": runs}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from labeling.rle import encode_masks, label_runs, records, run_lengths
+from dataset.masks import encode_many, encode_runs, label_runs, mask_runs
 
 
 def coco(masks: np.ndarray) -> list[dict]:
@@ -14,7 +14,7 @@ def coco(masks: np.ndarray) -> list[dict]:
 
 
 def assert_same_as_coco(masks: np.ndarray) -> None:
-    ours, ref = encode_masks(masks), coco(masks)
+    ours, ref = encode_many(masks), coco(masks)
     assert [o["counts"] for o in ours] == [r["counts"] for r in ref]
     assert [o["area"] for o in ours] == [int(a) for a in mask_utils.area(ref)]
     assert [o["bbox"] for o in ours] == [[float(v) for v in b] for b in mask_utils.toBbox(ref)]
@@ -47,14 +47,14 @@ def test_label_runs_equal_per_category_masks():
         cats = [int(c) for c in np.unique(label) if c >= 0]
         if not cats:
             continue
-        ours = label_runs(label, cats)
-        ref = run_lengths(np.stack([label == c for c in cats]))
-        assert all(np.array_equal(a, b) for a, b in zip(ours, ref))
-        assert [r["counts"] for r in records(ours, h, w)] == [
+        _, runs, offsets = label_runs(label, cats)
+        ref_runs, ref_offsets = mask_runs(np.stack([label == c for c in cats]))
+        assert np.array_equal(runs, ref_runs) and np.array_equal(offsets, ref_offsets)
+        assert [r["counts"] for r in encode_runs(runs, offsets, h, w)] == [
             r["counts"] for r in coco(np.stack([label == c for c in cats]))]
 
 
 def test_bad_shapes():
-    assert encode_masks(np.zeros((0, 4, 4), bool)) == []
+    assert encode_many(np.zeros((0, 4, 4), bool)) == []
     with pytest.raises(ValueError, match=r"\[N, H, W\]"):
-        encode_masks(np.zeros((4, 4), bool))
+        encode_many(np.zeros((4, 4), bool))
