@@ -96,7 +96,7 @@ class ModelStage:
                 raise ValueError("backend returned no semantic prediction")
             item["semantic"], item["semantic_confidence"], segments = \
                 semantic_with_runs(pred.semantic, item["size"])
-            # int32 where positions fit: half the bytes to move to the fusion stage
+            # int32 where positions fit: half the bytes to move to the next model stage
             item["semantic_segments"] = \
                 segments.astype(np.int32) if segments.total < 1 << 31 else segments
         if "instances" in self.roles:

@@ -6,9 +6,9 @@
 The sorted image list is cut into shards (labeling/sharding.py); shards already in the
 output are skipped, so rerunning the same command resumes an interrupted run. The pending
 images flow through Ray Data: decode tasks (CPU) -> one actor pool per model (semantic,
-then instances; each with its own concurrency, batch size and GPUs) -> fusion tasks (CPU)
--> this process, which writes each shard as soon as all its rows are in and keeps
-manifest.json current. Ray Data streams the stages, so decoding overlaps inference, and it
+then instances; each with its own concurrency, batch size and GPUs; the last one also
+fuses its items into schema rows) -> this process, which writes each shard as soon as all
+its rows are in and keeps manifest.json current. Ray Data streams the stages, so decoding overlaps inference, and it
 restarts dead actors and retries their tasks; a bad image becomes an error row, never a
 failed job. Without --address a local Ray is started; with it the job joins a cluster
 (every node needs this package installed, and --output must be on the driver's disk).
@@ -32,7 +32,7 @@ import pyarrow as pa
 from dataset.schema import file_metadata, read_metadata
 from dataset.shards import ShardInfo, open_shard, shard_path, write_manifest, write_shard
 from labeling.backends.base import build_backend
-from labeling.config import LabelingConfig, ModelConfig, resolve
+from labeling.config import LabelingConfig, ModelConfig, Thresholds, resolve
 from labeling.images import imagenet_classes, list_images
 from labeling.sharding import (
     Shard,
@@ -103,21 +103,30 @@ def _decode_batch(batch: dict[str, np.ndarray], max_side, store_images) -> dict[
 
 
 class _ModelActor:
-    def __init__(self, config: dict, roles: tuple[str, ...], drop_images: bool):
+    """One model of the pipeline. The last one also fuses its items into schema rows:
+    fusion costs ~1 ms of CPU per image, far less than moving the items (their semantic
+    segments and instance runs, ~90 KB per image) to a separate fusion task would
+    (BENCHMARKS.md, "Labeling overhead")."""
+
+    def __init__(self, config: dict, roles: tuple[str, ...], thresholds: Thresholds | None):
         model = ModelConfig(**config)
         device = "cuda" if model.num_gpus > 0 else "cpu"
-        self.stage = ModelStage(model, roles, device=device, drop_images=drop_images)
+        self.thresholds = thresholds
+        self.stage = ModelStage(model, roles, device=device, drop_images=thresholds is not None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return _pack(self.stage(_unpack(batch)), images=not self.stage.drop_images)
+        items = self.stage(_unpack(batch))
+        if self.thresholds is None:
+            return _pack(items)
+        return _pack(rows_with_idx(items, self.thresholds), images=False)
 
 
-def _fuse_batch(batch: dict[str, np.ndarray], thresholds) -> dict[str, np.ndarray]:
-    items = _unpack(batch)
+def rows_with_idx(items: list[dict], thresholds: Thresholds) -> list[dict]:
+    """fuse_items, each row carrying its item's list position `idx` to the driver."""
     rows = fuse_items(items, thresholds)
     for item, row in zip(items, rows):
         row["idx"] = item["idx"]
-    return _pack(rows, images=False)
+    return rows
 
 
 def model_stages(config: LabelingConfig) -> list[tuple[ModelConfig, tuple[str, ...]]]:
@@ -133,7 +142,8 @@ def model_stages(config: LabelingConfig) -> list[tuple[ModelConfig, tuple[str, .
 
 
 def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]]):
-    """The Ray Data pipeline over (list position, ImageRecord) pairs -> pickled rows."""
+    """The Ray Data pipeline over (list position, ImageRecord) pairs -> batches of `idx`
+    and pickled schema rows (`payload`)."""
     import ray.data
 
     n = config.decode_batch_size
@@ -154,15 +164,15 @@ def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]]):
     )
     stages = model_stages(config)
     for k, (model, roles) in enumerate(stages):
+        last = k == len(stages) - 1
         ds = ds.map_batches(
             _ModelActor, batch_size=model.batch_size, batch_format="numpy",
             fn_constructor_kwargs={"config": vars(model), "roles": roles,
-                                   "drop_images": k == len(stages) - 1},
+                                   "thresholds": config.thresholds if last else None},
             compute=ray.data.ActorPoolStrategy(size=model.concurrency),
             num_gpus=model.num_gpus or None, num_cpus=model.num_cpus,
         )
-    return ds.map_batches(_fuse_batch, batch_size=None, batch_format="numpy",
-                          fn_kwargs={"thresholds": config.thresholds}, **cpu)
+    return ds
 
 
 def _describe(model: ModelConfig) -> tuple[dict[str, Any], dict[int, str]]:

@@ -10,9 +10,13 @@ image, at full resolution as a model would return them). Each step is timed per 
 - list: walking the folder; decode: read + robust decode (+ shrink with --max-side);
 - encode: prediction -> original size -> COCO RLE (semantic map and instance masks);
 - fuse+quality: tiny/duplicate filtering, majority class, quality metrics, row dicts;
-- serialize: what Ray Data does to the items between decode, models, fusion and the
-  driver (pipelines/labels.py packs them into numpy batches: the decoded image as a tensor
-  column, the rest pickled; Ray turns batches into Arrow blocks and back);
+- serialize: what Ray Data does to the items between the decode task, the model actor
+  (which fuses as well) and the driver (pipelines/labels.py packs them into numpy batches:
+  the decoded image as a tensor column, the rest pickled; Ray turns batches into Arrow
+  blocks and back). With separate semantic and instance models (the imagenet profiles)
+  one more transfer, of the items with their image and semantic entries, comes between
+  the two; this harness runs one backend that provides both, times that transfer
+  separately and reports the total with it on its own line;
 - write: Parquet + zstd shard (the labeling config's level) and manifest.
 
 The ratio is the sum of those steps over bare decoding of the same files
@@ -36,7 +40,7 @@ import numpy as np
 from labeling.backends.base import build_backend
 from labeling.config import LabelingConfig, ModelConfig, Thresholds
 from labeling.images import list_images
-from labeling.stages import ModelStage, decode_items, fuse_items
+from labeling.stages import ModelStage, decode_items
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 _clock = CLOCKS["cpu"]  # set by main(); CPU time of this process (all its threads) by default
@@ -143,6 +147,7 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
 
     from dataset.schema import file_metadata
     from dataset.shards import write_manifest, write_shard
+    from pipelines.labels import rows_with_idx
 
     t: dict[str, float] = defaultdict(float)
     t0 = _clock()
@@ -150,7 +155,7 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
     t["list"] = _clock() - t0
     backend = _TimedBackend(build_backend("fixed", **params))
     stage = ModelStage(ModelConfig(backend="fixed", params=params, batch_size=batch),
-                       ("semantic", "instances"), drop_images=True, backend=backend)
+                       ("semantic", "instances"), drop_images=False, backend=backend)
     rows = []
     for start in range(0, len(records), batch):
         recs = [{"idx": i, "image_id": r.image_id, "path": r.path, "class_index": r.class_index}
@@ -164,12 +169,14 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
         before, t0 = backend.seconds + backend.reference, _clock()
         items = stage(items)
         t["encode"] += _clock() - t0 - (backend.seconds + backend.reference - before)
-        items, dt = _transfer(items, False, transport)
-        t["serialize"] += dt
+        # two-model profiles: the semantic actor hands the image and its entries on
+        _, dt = _transfer([{k: v for k, v in it.items() if k not in _INSTANCE_KEYS}
+                           for it in items], True, transport)
+        t[SECOND_MODEL] += dt
+        for item in items:
+            item["image"] = None  # the last model actor drops the images
         t0 = _clock()
-        fused = fuse_items(items, Thresholds())
-        for item, row in zip(items, fused):
-            row["idx"] = item["idx"]
+        fused = rows_with_idx(items, Thresholds())  # in the last model actor, as in the job
         t["fuse+quality"] += _clock() - t0
         fused, dt = _transfer(fused, False, transport)
         t["serialize"] += dt
@@ -188,6 +195,8 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
 
 
 OVERHEAD = ["list", "decode", "encode", "fuse+quality", "serialize", "write"]
+SECOND_MODEL = "serialize semantic -> instance actor (two-model profiles)"
+_INSTANCE_KEYS = ("instances", "instance_runs")
 # instances as bool arrays (saliency, grounded-sam) / already encoded (sam-amg) / encoded,
 # with their run lengths (sam-amg-fast)
 MODES = {"masks": {"as_rles": False}, "RLEs": {"as_rles": True},
@@ -205,6 +214,7 @@ def measure(root: Path, tmp: Path, max_side: int | None, params: dict, repeats: 
             t = run_steps(root, tmp / f"{k}-{r}", max_side, {**params, **extra}, level=level,
                           transport=transport)
             t["ratio"] = sum(t[k] for k in OVERHEAD) / t["bare decode"]
+            t["ratio, two models"] = t["ratio"] + t[SECOND_MODEL] / t["bare decode"]
             passes[mode].append(t)
     return {mode: {k: float(np.median([t[k] for t in ts])) for k in ts[0]}
             for mode, ts in passes.items()}
@@ -248,7 +258,7 @@ def main(argv: list[str]) -> dict:
           f"{args.clock} time\n")
     print("| step | " + " | ".join(f"ms / image ({m}) | x bare decode" for m in MODES) + " |")
     print("|---|" + "---:|---:|" * len(MODES))
-    for key in ["bare decode", *OVERHEAD, "model (excluded)",
+    for key in ["bare decode", *OVERHEAD, SECOND_MODEL, "model (excluded)",
                 "encode with pycocotools.mask.encode (reference)"]:
         cells = [f"{1000 * best[m][key] / n:.2f} | {best[m][key] / best[m]['bare decode']:.2f}"
                  if best[m][key] else "- | -" for m in MODES]
@@ -256,9 +266,13 @@ def main(argv: list[str]) -> dict:
     for mode in MODES:
         total = sum(best[mode][k] for k in OVERHEAD)
         result[mode] = {"overhead_ms": 1000 * total / n, "ratio": best[mode]["ratio"],
+                        "ratio_two_models": best[mode]["ratio, two models"],
                         **{f"{k}_ms": 1000 * best[mode][k] / n for k in ["bare decode", *OVERHEAD]}}
     cells = [f"**{result[m]['overhead_ms']:.2f}** | **{result[m]['ratio']:.2f}**" for m in MODES]
     print(f"| **total around the models** | {' | '.join(cells)} |")
+    cells = [f"{1000 * (result[m]['overhead_ms'] / 1000 + best[m][SECOND_MODEL] / n):.2f} | "
+             f"{result[m]['ratio_two_models']:.2f}" for m in MODES]
+    print(f"| total, two-model profiles | {' | '.join(cells)} |")
     print(f"\nmasks: the backend returns bool masks, encoded here (as saliency / grounded-sam "
           "do); RLEs: it returns them encoded (as sam-amg does); RLEs+runs: encoded, with their "
           "run lengths (as sam-amg-fast does). Labels: "
