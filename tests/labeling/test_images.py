@@ -150,3 +150,46 @@ def test_max_side_shrinks_keeps_aspect_and_reports_original_size(tmp_path):
     assert np.abs(out.astype(int) - ref).mean() < 4  # the DCT-scaled decode looks the same
     small, size = decode_image(_save(Image.fromarray(_photo()), "PNG"), max_side=256)
     assert small.shape == (48, 64, 3) and size == (48, 64)  # never enlarged
+
+
+def _pil_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+@pytest.mark.parametrize("settings", [
+    {"quality": 90}, {"quality": 75, "progressive": True}, {"quality": 95, "subsampling": 0},
+    {"quality": 85, "subsampling": 1}, {"quality": 50, "optimize": True},
+])
+def test_plain_jpegs_decode_through_opencv_to_the_same_pixels_as_pil(settings, monkeypatch):
+    from skimage import data as photos
+
+    import labeling.images as images
+
+    calls = []
+    real = images._opencv_decode
+    monkeypatch.setattr(images, "_opencv_decode", lambda *a: calls.append(1) or real(*a))
+    for photo in (photos.astronaut(), photos.chelsea(), photos.rocket()):
+        data = _save(Image.fromarray(photo), "JPEG", **settings)
+        out, size = decode_image(data)
+        assert size == photo.shape[:2] and np.array_equal(out, _pil_pixels(data))
+    assert len(calls) == 3  # the fast path was taken, and agreed with PIL
+
+
+def test_exif_orientation_is_not_applied_on_the_fast_path_either():
+    img = Image.fromarray(_photo(20, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _save(img, "JPEG", exif=exif.tobytes())
+    assert np.array_equal(decode_image(data)[0], _pil_pixels(data))
+
+
+def test_jpegs_off_the_fast_path_still_decode_as_pil_does(monkeypatch):
+    import labeling.images as images
+
+    data = _save(Image.fromarray(_photo()), "JPEG", quality=90)
+    padded = data + b"\0" * 16  # bytes after the end-of-image marker: PIL decodes it
+    assert not images._plain_jpeg(Image.open(io.BytesIO(padded)), padded)
+    assert np.array_equal(decode_image(padded)[0], _pil_pixels(data))
+    monkeypatch.setattr(images, "_opencv_flags", lambda: None)  # no OpenCV installed
+    assert np.array_equal(decode_image(data)[0], _pil_pixels(data))
