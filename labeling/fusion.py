@@ -45,11 +45,19 @@ def label_map_entries(
     present, and the map's segments, which fusion can use instead of decoding the entries)."""
     if not label_map.size:
         return [], rle.Segments(np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0)
-    start, label = mask_codec.label_segments(label_map)
+    return segment_entries(*mask_codec.label_segments(label_map), label_map.shape, scores)
+
+
+def segment_entries(
+    start: np.ndarray, label: np.ndarray, shape: tuple[int, int],
+    scores: dict[int, float] | None = None,
+) -> tuple[list[dict], rle.Segments]:
+    """label_map_entries from the map's segments (dataset.masks.label_segments)."""
+    total = int(np.prod(shape))
     if label.min() < -1:  # every label starts a segment
         raise ValueError(f"semantic label map has ids below -1 (min {label.min()})")
-    categories, runs, offsets, index = mask_codec.segment_runs(start, label, label_map.size)
-    rles = mask_codec.coco_rles(runs, offsets, *label_map.shape)
+    categories, runs, offsets, index = mask_codec.segment_runs(start, label, total)
+    rles = mask_codec.coco_rles(runs, offsets, *shape)
     areas = rle_areas(rles).tolist()
     scores = scores or {}
     entries = [
@@ -57,7 +65,16 @@ def label_map_entries(
          "score": None if scores.get(c) is None else float(scores[c])}
         for c, r, a in zip(categories, rles, areas)
     ]
-    return entries, rle.Segments(start, index, len(categories), label_map.size)
+    return entries, rle.Segments(start, index, len(categories), total)
+
+
+def _handed_segments(segments: tuple[np.ndarray, np.ndarray], total: int) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's segments of its label map, checked: they must start at 0 and increase."""
+    start, label = (np.asarray(a, dtype=np.int64).reshape(-1) for a in segments)
+    if not len(start) or len(label) != len(start) or start[0] != 0 or start[-1] >= total \
+            or (len(start) > 1 and np.diff(start).min() <= 0):
+        raise ValueError("semantic segments handed over by the backend do not fit its label map")
+    return start, label
 
 
 def encode_label_map(label_map: np.ndarray, scores: dict[int, float] | None = None) -> list[dict]:
@@ -69,14 +86,19 @@ def semantic_with_runs(
     pred: SemanticPrediction, size: tuple[int, int],
 ) -> tuple[list[dict], float | None, rle.Segments]:
     """Semantic prediction at model resolution -> (entries at `size`, mean confidence or
-    None, the segments of the map at `size`)."""
+    None, the segments of the map at `size`). Segments and mean confidence the backend
+    handed over are used where the map needs no resizing."""
     label_map = np.asarray(pred.label_map)
     if label_map.ndim != 2:
         raise ValueError(f"semantic label map must be [H, W], got shape {label_map.shape}")
-    entries, segments = label_map_entries(_restore(label_map.astype(np.int32, copy=False), size),
-                                          pred.scores)
-    confidence = None
-    if pred.confidence is not None:
+    if pred.segments is not None and label_map.shape == tuple(size) and label_map.size:
+        entries, segments = segment_entries(*_handed_segments(pred.segments, label_map.size),
+                                            label_map.shape, pred.scores)
+    else:
+        entries, segments = label_map_entries(
+            _restore(label_map.astype(np.int32, copy=False), size), pred.scores)
+    confidence = pred.mean_confidence
+    if confidence is None and pred.confidence is not None:
         labeled = label_map >= 0
         if labeled.any():
             confidence = float(np.asarray(pred.confidence)[labeled].mean())

@@ -23,6 +23,11 @@ class SemanticPrediction:
     label_map: np.ndarray  # int32 [H, W], category id, -1 = unlabeled
     scores: dict[int, float] = field(default_factory=dict)  # category -> mean confidence
     confidence: np.ndarray | None = None  # float32 [H, W] per-pixel max probability, optional
+    # Where a backend computed them on its device (saving the host a pass over the map):
+    mean_confidence: float | None = None  # mean confidence over the labeled pixels
+    # the map's column-major runs of one label, (start, label) int64, as
+    # dataset.masks.label_segments returns them
+    segments: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass

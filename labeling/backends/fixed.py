@@ -6,7 +6,8 @@ reproducible while images differ from each other, as real labels do: a semantic 
 positions and sizes are drawn from a seed mixed from `seed` and the image.
 With `as_rles` the instances come back already run-length encoded, as the SAM backends
 hand them over (encoded inside the model step); with `with_runs` as well their run
-lengths, as sam-amg-fast hands them over. Test hooks (all off by default): `delay`
+lengths, as sam-amg-fast hands them over; with `with_segments` the semantic map's
+segments, as the transformers backends hand them over. Test hooks (all off by default): `delay`
 seconds per image; `fail_class` raises for images
 of that class name; `crash_once` names a file: the first process to find it missing creates
 it and exits hard, as a crashed or preempted worker would.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dataset.masks import encode_many, encode_runs, mask_runs
+from dataset.masks import encode_many, encode_runs, label_segments, mask_runs
 from labeling.backends.base import Backend, InstancePrediction, Prediction, SemanticPrediction
 
 
@@ -31,14 +32,16 @@ class FixedBackend(Backend):
 
     def __init__(
         self, device: str = "cpu", num_categories: int = 8, num_instances: int = 30,
-        seed: int = 0, as_rles: bool = False, with_runs: bool = False, delay: float = 0.0,
+        seed: int = 0, as_rles: bool = False, with_runs: bool = False,
+        with_segments: bool = False, delay: float = 0.0,
         fail_class: str | None = None, crash_once: str | None = None, **params: Any,
     ):
         super().__init__(device, num_categories=num_categories, num_instances=num_instances,
-                         seed=seed, as_rles=as_rles, with_runs=with_runs, delay=delay,
+                         seed=seed, as_rles=as_rles, with_runs=with_runs,
+                         with_segments=with_segments, delay=delay,
                          fail_class=fail_class,
                          crash_once=crash_once, **params)
-        self.as_rles, self.with_runs = as_rles, with_runs
+        self.as_rles, self.with_runs, self.with_segments = as_rles, with_runs, with_segments
         self.num_categories, self.num_instances, self.seed = num_categories, num_instances, seed
         self.delay, self.fail_class, self.crash_once = delay, fail_class, crash_once
 
@@ -102,5 +105,8 @@ class FixedBackend(Backend):
                 stability=np.full(len(masks), 0.95, np.float32), source=self.name,
                 **(self._encoded(masks) if self.as_rles else {"masks": masks}),
             )
-            out.append(Prediction(SemanticPrediction(label_map, scores), instances))
+            semantic = SemanticPrediction(label_map, scores)
+            if self.with_segments:
+                semantic.segments = label_segments(label_map)
+            out.append(Prediction(semantic, instances))
         return out

@@ -38,6 +38,7 @@ from labeling.backends.base import (
     bf16_autocast,
 )
 from labeling.backends.hub import load_pretrained, resolve_source
+from labeling.backends.mask_ops import label_segments
 
 log = logging.getLogger(__name__)
 
@@ -153,19 +154,26 @@ class HFSemanticBackend(Backend):
         return getattr(self.processor, "image_processor", self.processor)
 
     def _semantic(self, scores: torch.Tensor) -> SemanticPrediction:
-        """Per-class scores [C, H, W] (non-negative) -> label map, confidence, class scores."""
+        """Per-class scores [C, H, W] (non-negative) -> label map, class scores (mean
+        confidence of each class's pixels), mean confidence and the map's segments, all
+        computed on the device: the host gets the map and a few small arrays."""
         best, label = scores.max(dim=0)
         confidence = best / scores.sum(dim=0).clamp_min(1e-12)
         label = label.to(torch.int32)
         if self.min_confidence > 0:
             label[confidence < self.min_confidence] = -1
-        label_np = label.cpu().numpy()
-        conf_np = confidence.float().cpu().numpy()
-        ids, inverse = np.unique(label_np, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), weights=conf_np.ravel())
-        counts = np.bincount(inverse.ravel())
-        class_scores = {int(c): float(s / n) for c, s, n in zip(ids, sums, counts) if c >= 0}
-        return SemanticPrediction(label_map=label_np, scores=class_scores, confidence=conf_np)
+        shifted = label.reshape(-1).to(torch.int64) + 1  # 0: unlabeled
+        bins = scores.shape[0] + 1
+        counts = torch.bincount(shifted, minlength=bins).to(torch.float64)
+        sums = torch.bincount(shifted, weights=confidence.reshape(-1).to(torch.float64),
+                              minlength=bins)
+        counts, sums = torch.stack([counts, sums]).cpu().numpy()
+        present = np.flatnonzero(counts[1:])
+        class_scores = {int(c): float(sums[c + 1] / counts[c + 1]) for c in present}
+        labeled = counts[1:].sum()
+        mean = float(sums[1:].sum() / labeled) if labeled else None
+        return SemanticPrediction(label_map=label.cpu().numpy(), scores=class_scores,
+                                  mean_confidence=mean, segments=label_segments(label))
 
     def _things(self, outputs, i: int, tensors: dict, size) -> InstancePrediction:
         from labeling.backends.panoptic import thing_segments

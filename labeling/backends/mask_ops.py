@@ -57,6 +57,16 @@ def _change_points(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndar
     return host[2 * n:], host[: 2 * n : 2], host[1 : 2 * n : 2]
 
 
+def label_segments(label: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Integer label map [H, W] on any device -> (start, label): its column-major runs of one
+    label as dataset.masks.label_segments returns them, found on the device, one transfer."""
+    flat = label.t().reshape(-1)
+    start = (flat[1:] != flat[:-1]).nonzero().reshape(-1) + 1
+    start = torch.cat([start.new_zeros(1), start])
+    host = torch.stack([start, flat[start].to(torch.int64)]).cpu().numpy()
+    return host[0], host[1]
+
+
 def mask_runs(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Boolean [N >= 1, H, W] -> COCO uncompressed counts of all masks (column-major, each
     starting with a run of zeros) as one int64 array plus int64 offsets [N + 1]: mask i owns

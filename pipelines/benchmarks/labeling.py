@@ -198,9 +198,11 @@ OVERHEAD = ["list", "decode", "encode", "fuse+quality", "serialize", "write"]
 SECOND_MODEL = "serialize semantic -> instance actor (two-model profiles)"
 _INSTANCE_KEYS = ("instances", "instance_runs")
 # instances as bool arrays (saliency, grounded-sam) / already encoded (sam-amg) / encoded,
-# with their run lengths (sam-amg-fast)
+# with their run lengths (sam-amg-fast) / and the semantic map's segments as well (the
+# transformers backends find them on the GPU): the imagenet profiles' path
 MODES = {"masks": {"as_rles": False}, "RLEs": {"as_rles": True},
-         "RLEs+runs": {"as_rles": True, "with_runs": True}}
+         "RLEs+runs": {"as_rles": True, "with_runs": True},
+         "RLEs+runs+segments": {"as_rles": True, "with_runs": True, "with_segments": True}}
 
 
 def measure(root: Path, tmp: Path, max_side: int | None, params: dict, repeats: int,
@@ -275,7 +277,8 @@ def main(argv: list[str]) -> dict:
     print(f"| total, two-model profiles | {' | '.join(cells)} |")
     print(f"\nmasks: the backend returns bool masks, encoded here (as saliency / grounded-sam "
           "do); RLEs: it returns them encoded (as sam-amg does); RLEs+runs: encoded, with their "
-          "run lengths (as sam-amg-fast does). Labels: "
+          "run lengths (as sam-amg-fast does); RLEs+runs+segments: and the semantic map's "
+          "segments (as the transformers backends do on a GPU; the imagenet profiles). Labels: "
           f"{best['masks']['bytes per image'] / 1024:.1f} KB per image. Target: <= 3x bare decode.")
     return result
 

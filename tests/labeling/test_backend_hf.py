@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from dataset import masks as mask_codec
 from labeling.backends import build_backend
-from labeling.backends.hf_semantic import _mask_class_scores
+from labeling.backends.hf_semantic import HFSemanticBackend, _mask_class_scores
 from labeling.backends.panoptic import thing_segments
 from tests.labeling import conftest_backends as tiny
 
@@ -46,9 +47,15 @@ def test_semantic_backend_end_to_end(arch, checkpoints, images):
         assert pred.instances is None
         assert sem.label_map.shape == image.shape[:2] and sem.label_map.dtype == np.int32
         assert set(np.unique(sem.label_map)) <= set(backend.vocabulary)
-        assert sem.confidence.shape == image.shape[:2] and sem.confidence.dtype == np.float32
-        assert 0 < sem.confidence.min() and sem.confidence.max() <= 1.0 + 1e-6
         assert set(sem.scores) == set(np.unique(sem.label_map).tolist())
+        assert all(0 < v <= 1.0 + 1e-6 for v in sem.scores.values())
+        # found on the device: the mean confidence is the pixel-weighted mean of the class
+        # scores, the segments those the host codec finds in the map
+        ids, counts = np.unique(sem.label_map, return_counts=True)
+        weighted = sum(sem.scores[int(c)] * n for c, n in zip(ids, counts)) / counts.sum()
+        assert sem.mean_confidence == pytest.approx(weighted, rel=1e-9)
+        start, label = mask_codec.label_segments(sem.label_map)
+        assert np.array_equal(sem.segments[0], start) and np.array_equal(sem.segments[1], label)
     # one image at a time gives the same maps (padding is cut off before resizing)
     for pred, image in zip(preds, images):
         alone = backend.predict([image], [None])[0].semantic
@@ -59,11 +66,31 @@ def test_semantic_backend_end_to_end(arch, checkpoints, images):
     assert described["params"]["checkpoint"] == str(checkpoints[arch])
 
 
+@pytest.mark.parametrize("min_confidence", [0.0, 0.4])
+def test_class_scores_and_confidence_on_the_device_match_numpy(min_confidence):
+    scores = torch.rand(5, 13, 17, generator=torch.Generator().manual_seed(0)) ** 3
+    backend = HFSemanticBackend.__new__(HFSemanticBackend)  # _semantic needs only this
+    backend.min_confidence = min_confidence
+    sem = backend._semantic(scores)
+    s = scores.double().numpy()
+    label, confidence = s.argmax(0), s.max(0) / s.sum(0)
+    label[confidence < min_confidence] = -1
+    assert np.array_equal(sem.label_map, label)
+    labeled = label >= 0
+    assert 0 < labeled.sum() < label.size or min_confidence == 0
+    expected = {c: confidence[label == c].mean() for c in np.unique(label[labeled]).tolist()}
+    assert sem.scores.keys() == expected.keys()
+    assert all(sem.scores[c] == pytest.approx(v, rel=1e-5) for c, v in expected.items())
+    assert sem.mean_confidence == pytest.approx(confidence[labeled].mean(), rel=1e-5)
+    start, runs_label = mask_codec.label_segments(label)
+    assert np.array_equal(sem.segments[0], start) and np.array_equal(sem.segments[1], runs_label)
+
+
 def test_min_confidence_leaves_pixels_unlabeled(checkpoints, images):
     backend = build_backend("segformer", checkpoint=str(checkpoints["segformer"]),
                             min_confidence=0.99)
     sem = backend.predict(images[:1], [None])[0].semantic
-    assert (sem.label_map == -1).all() and sem.scores == {}
+    assert (sem.label_map == -1).all() and sem.scores == {} and sem.mean_confidence is None
 
 
 def test_padding_is_cut_before_resizing():

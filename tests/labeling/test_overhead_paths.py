@@ -2,6 +2,8 @@
 
 - run lengths handed over with a backend's RLEs (sam-amg-fast, mask_ops.mask_runs) equal
   those the codec finds, and fusion on them gives the rows of fusion on the RLE strings;
+  likewise the label map's segments found on the device (mask_ops.label_segments, the
+  transformers backends);
 - the Ray stage transport (pipelines/labels.py: decoded images in a tensor column, the rest
   pickled) hands the next stage the same items, through Ray Data's own block conversion;
 - the shard compression level changes bytes, not rows.
@@ -19,11 +21,11 @@ import torch
 from dataset import masks as mask_codec
 from dataset.schema import file_metadata
 from dataset.shards import shard_path, write_shard
-from labeling.backends.base import InstancePrediction
+from labeling.backends.base import InstancePrediction, SemanticPrediction
 from labeling.backends.fixed import FixedBackend
-from labeling.backends.mask_ops import encode_rles_with_runs, mask_runs, run_lengths
+from labeling.backends.mask_ops import encode_rles_with_runs, label_segments, mask_runs, run_lengths
 from labeling.config import ModelConfig, Thresholds, resolve
-from labeling.fusion import instances_with_runs
+from labeling.fusion import instances_with_runs, semantic_with_runs
 from labeling.stages import ModelStage, decode_items, fuse_items
 
 
@@ -51,6 +53,44 @@ def test_device_runs_equal_the_codec_runs(masks):
     np.testing.assert_array_equal(handed[0], runs)
     np.testing.assert_array_equal(handed[1], offsets)
     assert encode_rles_with_runs(torch.zeros(0, 3, 3, dtype=torch.bool)) == ([], None)
+
+
+def _label_cases():
+    rng = np.random.default_rng(2)
+    yield rng.integers(-1, 4, (9, 7))
+    yield np.full((1, 1), -1)
+    yield np.arange(6).reshape(1, 6)
+    yield np.arange(6).reshape(6, 1)
+    smooth = np.repeat(np.repeat(rng.integers(0, 3, (4, 5)), 5, 0), 6, 1)
+    smooth[0, 0] = 7
+    yield smooth
+
+
+@pytest.mark.parametrize("label_map", list(_label_cases()))
+def test_device_segments_equal_the_codec_segments(label_map):
+    start, label = label_segments(torch.as_tensor(label_map, dtype=torch.int32))
+    want_start, want_label = mask_codec.label_segments(label_map)
+    np.testing.assert_array_equal(start, want_start)
+    np.testing.assert_array_equal(label, want_label)
+    # and the entries made from them are those made from the map
+    handed = SemanticPrediction(label_map.astype(np.int32), segments=(start, label))
+    entries, _, segments = semantic_with_runs(handed, label_map.shape)
+    plain, _, plain_segments = semantic_with_runs(SemanticPrediction(label_map.astype(np.int32)),
+                                                  label_map.shape)
+    assert entries == plain
+    np.testing.assert_array_equal(segments.category, plain_segments.category)
+
+
+def test_handed_segments_must_fit_the_map():
+    label_map = np.array([[0, 1], [0, 1]], np.int32)
+    start, label = mask_codec.label_segments(label_map)
+    for bad in [(start[::-1], label), (start + 1, label), (start[:1], label),
+                (np.array([0, 9]), label)]:
+        with pytest.raises(ValueError, match="segments"):
+            semantic_with_runs(SemanticPrediction(label_map, segments=bad), (2, 2))
+    # a map that needs resizing to the original size is segmented again, there
+    entries, _, _ = semantic_with_runs(SemanticPrediction(label_map, segments=(start, label)), (4, 4))
+    assert [e["area"] for e in entries] == [8, 8]
 
 
 def _items(tmp_path, count=3):
@@ -82,6 +122,7 @@ def test_fusion_on_handed_runs_gives_the_same_rows(tmp_path):
     items = _items(tmp_path)
     handed = _rows(items, as_rles=True, with_runs=True)
     assert handed == _rows(items, as_rles=True) == _rows(items)
+    assert _rows(items, as_rles=True, with_runs=True, with_segments=True) == handed
     assert [r["status"] for r in handed] == ["ok", "ok", "ok", "error"]
     assert all(r["instances"] for r in handed[:3])
 
