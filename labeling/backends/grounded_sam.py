@@ -19,6 +19,7 @@ import torch
 
 from labeling.backends.base import Backend, InstancePrediction, Prediction, bf16_autocast
 from labeling.backends.hub import load_pretrained
+from labeling.backends.mask_ops import encode_rles_with_runs
 from labeling.backends.sam import load_sam
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,7 @@ class GroundedSamBackend(Backend):
         h, w = image.shape[:2]
         n = len(scores)
         if n == 0:
-            return InstancePrediction(scores=np.zeros(0, np.float32),
-                                      masks=np.zeros((0, h, w), bool),
+            return InstancePrediction(scores=np.zeros(0, np.float32), rles=[],
                                       category_ids=np.zeros(0, np.int32), source=self.name)
         transformed = self.predictor.transform.apply_boxes_torch(boxes.to(self.device), (h, w))
         with self._autocast():  # the image encoder in bf16 on CUDA ...
@@ -121,9 +121,10 @@ class GroundedSamBackend(Backend):
         masks, _, _ = self.predictor.predict_torch(None, None, boxes=transformed,
                                                    multimask_output=False)
         self.predictor.reset_image()
+        # RLE on the device (mask_ops): the host gets run starts, not N full masks
+        rles, runs = encode_rles_with_runs(masks[:, 0])
         return InstancePrediction(
-            scores=scores.cpu().numpy().astype(np.float32),
-            masks=masks[:, 0].cpu().numpy(),
+            scores=scores.cpu().numpy().astype(np.float32), rles=rles, runs=runs,
             category_ids=np.full(n, category, dtype=np.int32),
             source=self.name,
         )

@@ -197,8 +197,8 @@ def run_steps(root: Path, out: Path, max_side: int | None, params: dict,
 OVERHEAD = ["list", "decode", "encode", "fuse+quality", "serialize", "write"]
 SECOND_MODEL = "serialize semantic -> instance actor (two-model profiles)"
 _INSTANCE_KEYS = ("instances", "instance_runs")
-# instances as bool arrays (saliency, grounded-sam) / already encoded (sam-amg) / encoded,
-# with their run lengths (sam-amg-fast) / and the semantic map's segments as well (the
+# instances as bool arrays (saliency) / already encoded (sam-amg) / encoded, with their
+# run lengths (sam-amg-fast, grounded-sam) / and the semantic map's segments as well (the
 # transformers backends find them on the GPU): the imagenet profiles' path
 MODES = {"masks": {"as_rles": False}, "RLEs": {"as_rles": True},
          "RLEs+runs": {"as_rles": True, "with_runs": True},
@@ -275,10 +275,11 @@ def main(argv: list[str]) -> dict:
     cells = [f"{1000 * (result[m]['overhead_ms'] / 1000 + best[m][SECOND_MODEL] / n):.2f} | "
              f"{result[m]['ratio_two_models']:.2f}" for m in MODES]
     print(f"| total, two-model profiles | {' | '.join(cells)} |")
-    print(f"\nmasks: the backend returns bool masks, encoded here (as saliency / grounded-sam "
-          "do); RLEs: it returns them encoded (as sam-amg does); RLEs+runs: encoded, with their "
-          "run lengths (as sam-amg-fast does); RLEs+runs+segments: and the semantic map's "
-          "segments (as the transformers backends do on a GPU; the imagenet profiles). Labels: "
+    print(f"\nmasks: the backend returns bool masks, encoded here (as saliency does); RLEs: "
+          "it returns them encoded (as sam-amg does); RLEs+runs: encoded, with their run "
+          "lengths (as sam-amg-fast and grounded-sam do); RLEs+runs+segments: and the semantic "
+          "map's segments (as the transformers backends do on a GPU; the imagenet profiles). "
+          "Labels: "
           f"{best['masks']['bytes per image'] / 1024:.1f} KB per image. Target: <= 3x bare decode.")
     return result
 

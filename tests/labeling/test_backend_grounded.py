@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dataset import masks as mask_codec
 from labeling.backends import build_backend
 from labeling.backends.grounded_sam import prompt_for
 from labeling.images import imagenet_classes
@@ -43,8 +44,13 @@ def test_class_prompted_instances(backend):
     for pred, image, name in zip(preds, images, names):
         inst = pred.instances
         assert pred.semantic is None and inst.source == "grounded-sam"
-        assert inst.masks.dtype == bool and inst.masks.shape[1:] == image.shape[:2]
-        assert len(inst.scores) == len(inst.masks) == len(inst.category_ids)
+        # encoded on the device, with their run lengths
+        assert inst.masks is None and len(inst.scores) == len(inst.rles) == len(inst.category_ids)
+        if len(inst):
+            masks = mask_codec.decode_many([r["counts"] for r in inst.rles], *image.shape[:2])
+            runs, offsets = mask_codec.mask_runs(masks.transpose(2, 0, 1).astype(bool))
+            assert np.array_equal(inst.runs[0], runs) and np.array_equal(inst.runs[1], offsets)
+            assert [r["area"] for r in inst.rles] == masks.sum((0, 1)).tolist()
         if name is None:
             assert len(inst) == 0  # no class, no prompt, no instances
             continue
