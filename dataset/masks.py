@@ -144,10 +144,25 @@ def segment_runs(
     index[seg] = key
     if not len(cats):
         return [], np.zeros(0, np.int64), np.zeros(1, np.int64), index
-    # a segment starts a run of 1s at its start and a run of 0s at its stop (the next start)
-    pos = np.stack([start[seg], np.append(start[1:], total)[seg]], 1).reshape(-1)
-    inside = pos < total
-    runs, offsets = _runs_from_sorted(np.repeat(key, 2)[inside], pos[inside], len(cats), total)
+    if not len(seg):  # none of the categories is present: one 0-run each
+        return cats.tolist(), np.full(len(cats), total, np.int64), np.arange(len(cats) + 1), index
+    stop = np.empty_like(start)
+    stop[:-1], stop[-1] = start[1:], total
+    first_pos, last_pos = start[seg], stop[seg]
+    # a category's runs: 0 -> its first segment's start -> its stop -> the next start ...
+    edges = np.empty(2 * len(seg), np.int64)
+    edges[0::2], edges[1::2] = first_pos, last_pos
+    runs = np.diff(edges, prepend=0)
+    count = np.bincount(key, minlength=len(cats))
+    end = np.cumsum(count)  # one past each category's last segment
+    head = (end - count)[count > 0]
+    runs[2 * head] = first_pos[head]  # each category's first 0-run counts from position 0
+    # and its last 0-run up to the end, if not empty (all of it for an absent category)
+    tail = total - np.where(count > 0, last_pos[np.maximum(end - 1, 0)], 0)
+    more = tail > 0
+    runs = np.insert(runs, 2 * end[more], tail[more])
+    offsets = np.zeros(len(cats) + 1, np.int64)
+    np.cumsum(2 * count + more, out=offsets[1:])
     return cats.tolist(), runs, offsets, index
 
 
