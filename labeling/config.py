@@ -50,7 +50,10 @@ class LabelingConfig:
     image_max_side: int | None = None  # shrink inputs so the longer side <= this for the models
     shard_size: int = 1000  # images per output shard
     decode_batch_size: int = 16  # images per decode task
-    decode_num_cpus: float = 1.0  # CPUs per decode / fuse task
+    decode_num_cpus: float = 1.0  # CPUs per decode task
+    # an image on which a model's process dies (crash, out of memory) this many times when
+    # run on its own becomes an error row instead of being retried forever
+    max_model_deaths: int = 2
     store_images: bool = False  # keep a copy of each encoded image file in `image_bytes`
     row_group_size: int = 256
     # zstd level of the shard files (1-22): level 3 writes ~2.5x faster than 9 for 4-18%
@@ -64,6 +67,8 @@ class LabelingConfig:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
         if not 1 <= self.compression_level <= 22:
             raise ValueError(f"compression_level must be a zstd level 1..22, got {self.compression_level}")
+        if self.max_model_deaths < 1:
+            raise ValueError(f"max_model_deaths must be >= 1, got {self.max_model_deaths}")
         if self.image_max_side is not None and self.image_max_side < 16:
             raise ValueError(f"image_max_side must be >= 16 or null, got {self.image_max_side}")
         for name in ("semantic", "instances"):

@@ -8,9 +8,11 @@ output are skipped, so rerunning the same command resumes an interrupted run. Th
 images flow through Ray Data: decode tasks (CPU) -> one actor pool per model (semantic,
 then instances; each with its own concurrency, batch size and GPUs; the last one also
 fuses its items into schema rows) -> this process, which writes each shard as soon as all
-its rows are in and keeps manifest.json current. Ray Data streams the stages, so decoding overlaps inference, and it
-restarts dead actors and retries their tasks; a bad image becomes an error row, never a
-failed job. Without --address a local Ray is started; with it the job joins a cluster
+its rows are in and keeps manifest.json current. Ray Data streams the stages, so decoding
+overlaps inference, and it restarts dead actors and retries their tasks; a bad image
+becomes an error row, never a failed job, and so does an image that kills its model's
+process every time (DeathLedger: after a death the batch is redone one image at a time,
+and an image is given up after `max_model_deaths` deaths on its own). Without --address a local Ray is started; with it the job joins a cluster
 (every node needs this package installed, and --output must be on the driver's disk).
 """
 
@@ -102,23 +104,84 @@ def _decode_batch(batch: dict[str, np.ndarray], max_side, store_images) -> dict[
     return _pack(decode_items(records, max_side, store_images))
 
 
+class DeathLedger:
+    """Which images were handed to a model process that died before finishing them (a Ray
+    actor, shared by every model actor of a job). Ray Data restarts a dead actor and hands
+    it the same batch again, without limit: an image that kills its process every time
+    (a native crash, the host running out of memory) would stall the job. With the ledger
+    a batch that comes back is redone one image at a time, and an image on which the
+    process died `max_deaths` times on its own becomes an error row."""
+
+    def __init__(self):
+        self.started: dict[tuple[str, int], int] = {}  # batch attempts not finished
+        self.alone: dict[tuple[str, int], int] = {}  # attempts on its own not finished
+
+    def begin(self, stage: str, idxs: list[int]) -> bool:
+        """A batch starts; True if any of its images was in a batch that never finished."""
+        keys = [(stage, i) for i in idxs]
+        seen = any(k in self.started for k in keys)
+        for k in keys:
+            self.started[k] = self.started.get(k, 0) + 1
+        return seen
+
+    def begin_alone(self, stage: str, idx: int) -> int:
+        """One image starts on its own; how often that happened before and never finished."""
+        deaths = self.alone.get((stage, idx), 0)
+        self.alone[(stage, idx)] = deaths + 1
+        return deaths
+
+    def survived(self, stage: str, idx: int) -> None:
+        self.alone.pop((stage, idx), None)
+
+    def finish(self, stage: str, idxs: list[int]) -> None:
+        for i in idxs:
+            self.started.pop((stage, i), None)
+            self.alone.pop((stage, i), None)
+
+
 class _ModelActor:
     """One model of the pipeline. The last one also fuses its items into schema rows:
     fusion costs ~1 ms of CPU per image, far less than moving the items (their semantic
     segments and instance runs, ~90 KB per image) to a separate fusion task would
     (BENCHMARKS.md, "Labeling overhead")."""
 
-    def __init__(self, config: dict, roles: tuple[str, ...], thresholds: Thresholds | None):
+    def __init__(self, config: dict, roles: tuple[str, ...], thresholds: Thresholds | None,
+                 ledger=None, max_deaths: int = 2):
         model = ModelConfig(**config)
         device = "cuda" if model.num_gpus > 0 else "cpu"
-        self.thresholds = thresholds
+        self.thresholds, self.ledger, self.max_deaths = thresholds, ledger, max_deaths
+        self.name = "+".join(roles)
         self.stage = ModelStage(model, roles, device=device, drop_images=thresholds is not None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = self.stage(_unpack(batch))
+        items = _unpack(batch)
+        items = self.stage(items) if self.ledger is None else self._guarded(items)
         if self.thresholds is None:
             return _pack(items)
         return _pack(rows_with_idx(items, self.thresholds), images=False)
+
+    def _guarded(self, items: list[dict]) -> list[dict]:
+        import ray
+
+        idxs = [int(it["idx"]) for it in items]
+        if not ray.get(self.ledger.begin.remote(self.name, idxs)):
+            items = self.stage(items)
+        else:
+            log.warning("the %s model's process died on a batch of images #%d-#%d; redoing it "
+                        "one image at a time", self.name, min(idxs), max(idxs))
+            done = []
+            for item in items:
+                deaths = ray.get(self.ledger.begin_alone.remote(self.name, int(item["idx"])))
+                if deaths >= self.max_deaths and item["error"] is None:
+                    item["error"] = (f"{self.name} model {self.stage.config.backend!r}: its "
+                                     f"process died {deaths} times on this image (a crash or "
+                                     "out of memory)")
+                    log.warning("giving up on %s: %s", item["image_id"], item["error"])
+                done += self.stage([item])
+                self.ledger.survived.remote(self.name, int(item["idx"]))
+            items = done
+        self.ledger.finish.remote(self.name, idxs)  # calls from one actor arrive in order
+        return items
 
 
 def rows_with_idx(items: list[dict], thresholds: Thresholds) -> list[dict]:
@@ -141,7 +204,7 @@ def model_stages(config: LabelingConfig) -> list[tuple[ModelConfig, tuple[str, .
     return stages
 
 
-def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]]):
+def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]], ledger=None):
     """The Ray Data pipeline over (list position, ImageRecord) pairs -> batches of `idx`
     and pickled schema rows (`payload`)."""
     import ray.data
@@ -168,7 +231,8 @@ def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]]):
         ds = ds.map_batches(
             _ModelActor, batch_size=model.batch_size, batch_format="numpy",
             fn_constructor_kwargs={"config": vars(model), "roles": roles,
-                                   "thresholds": config.thresholds if last else None},
+                                   "thresholds": config.thresholds if last else None,
+                                   "ledger": ledger, "max_deaths": config.max_model_deaths},
             compute=ray.data.ActorPoolStrategy(size=model.concurrency),
             num_gpus=model.num_gpus or None, num_cpus=model.num_cpus,
         )
@@ -338,15 +402,18 @@ def label_images(
         summary.seconds = time.perf_counter() - t0
         return summary
     started = _start_ray(address)
+    import ray
+
     todo = [(s.start + j, r) for s in pending for j, r in enumerate(s.records)]
     batches = None
     try:
         check_resources(config, local=address is None)
         assembler = _ShardAssembler(output, pending, shard_metadata(config, root), config,
                                     infos, on_shard)
+        ledger = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(DeathLedger).remote()
         with _ray_data_settings():
-            batches = iter(build_dataset(config, todo).iter_batches(batch_size=None,
-                                                                    batch_format="numpy"))
+            batches = iter(build_dataset(config, todo, ledger).iter_batches(
+                batch_size=None, batch_format="numpy"))
         with tqdm(total=len(todo), unit="img", desc="labels", disable=not progress) as bar:
             for batch in batches:
                 for idx, payload in zip(batch["idx"], batch["payload"]):
@@ -361,8 +428,6 @@ def label_images(
         if hasattr(batches, "close"):
             batches.close()  # stops the streaming executor (and its actors) on early exit
         if started:
-            import ray
-
             ray.shutdown()
     summary.shards_written = len(assembler.written)
     summary.seconds = time.perf_counter() - t0

@@ -7,10 +7,11 @@ positions and sizes are drawn from a seed mixed from `seed` and the image.
 With `as_rles` the instances come back already run-length encoded, as the SAM backends
 hand them over (encoded inside the model step); with `with_runs` as well their run
 lengths, as sam-amg-fast hands them over; with `with_segments` the semantic map's
-segments, as the transformers backends hand them over. Test hooks (all off by default): `delay`
-seconds per image; `fail_class` raises for images
-of that class name; `crash_once` names a file: the first process to find it missing creates
-it and exits hard, as a crashed or preempted worker would.
+segments, as the transformers backends hand them over. Test hooks (all off by default): `delay` seconds per image; `fail_class` raises for
+images of that class name; `crash_class` exits hard on every batch holding an image of
+that class name (an image that kills its process every time); `crash_once` names a file:
+the first process to find it missing creates it and exits hard, as a crashed or
+preempted worker would.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ class FixedBackend(Backend):
         self, device: str = "cpu", num_categories: int = 8, num_instances: int = 30,
         seed: int = 0, as_rles: bool = False, with_runs: bool = False,
         with_segments: bool = False, delay: float = 0.0,
-        fail_class: str | None = None, crash_once: str | None = None, **params: Any,
+        fail_class: str | None = None, crash_class: str | None = None,
+        crash_once: str | None = None, **params: Any,
     ):
         super().__init__(device, num_categories=num_categories, num_instances=num_instances,
                          seed=seed, as_rles=as_rles, with_runs=with_runs,
                          with_segments=with_segments, delay=delay,
-                         fail_class=fail_class,
+                         fail_class=fail_class, crash_class=crash_class,
                          crash_once=crash_once, **params)
         self.as_rles, self.with_runs, self.with_segments = as_rles, with_runs, with_segments
         self.num_categories, self.num_instances, self.seed = num_categories, num_instances, seed
         self.delay, self.fail_class, self.crash_once = delay, fail_class, crash_once
+        self.crash_class = crash_class
 
     def _rng(self, image: np.ndarray) -> np.random.Generator:
         h, w = image.shape[:2]
@@ -89,6 +92,8 @@ class FixedBackend(Backend):
 
     def predict(self, images: list[np.ndarray], class_names: list[str | None]) -> list[Prediction]:
         self._maybe_crash()
+        if self.crash_class is not None and self.crash_class in class_names:
+            os._exit(1)
         out = []
         for image, name in zip(images, class_names):
             if self.fail_class is not None and name == self.fail_class:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -167,3 +168,50 @@ def test_cli_errors_are_one_line(ray_session, tmp_path, capsys, argv, message):
     assert main(["labels", "--output", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("c2fmae labels: error: ") and message in err[-1]
+
+
+def test_an_image_that_kills_its_model_process_every_time_becomes_an_error_row(
+        ray_session, demo_root, tmp_path):
+    # the chelsea photos (tabby) crash the instance actor whenever they are in its batch;
+    # Ray restarts it and retries without limit: the ledger must end this
+    config = resolve("demo", None, [*FIXED, "instances.params.crash_class=tabby",
+                                    "instances.batch_size=3", "max_model_deaths=1"])
+
+    def endless(*_):  # without the ledger the job never ends: fail instead of hanging
+        raise TimeoutError("the job did not finish in 240 s")
+
+    previous = signal.signal(signal.SIGALRM, endless)
+    signal.alarm(240)
+    try:
+        summary = labels.label_images(demo_root, tmp_path / "labels", config, progress=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    rows = {r["image_id"]: r for r in _rows(tmp_path / "labels")}
+    assert list(rows) == [r.image_id for r in list_images(demo_root)]
+    tabby = {k for k in rows if k.startswith("train/n02123045/")}
+    assert len(tabby) == 2 and summary.failed == 2 + len(tabby)  # + empty, truncated
+    for image_id in tabby:
+        assert rows[image_id]["status"] == "error"
+        assert "process died 1 times on this image" in rows[image_id]["error"]
+    # everything else went through, the neighbours of the tabbies in their batch included
+    ok = [k for k, r in rows.items() if r["status"] == "ok"]
+    assert len(ok) == 9 - 2 - len(tabby) and all(rows[k]["instances"] for k in ok)
+    assert validate(tmp_path / "labels", progress=False) == (9, [])
+
+
+def test_death_ledger_counts_only_attempts_that_never_finished():
+    ledger = labels.DeathLedger()
+    assert ledger.begin("instances", [1, 2, 3]) is False  # first time: run the batch
+    assert ledger.begin("semantic", [1, 2, 3]) is False  # stages count apart
+    # the instances process died; Ray hands the batch over again
+    assert ledger.begin("instances", [1, 2, 3]) is True
+    assert ledger.begin_alone("instances", 1) == 0
+    ledger.survived("instances", 1)
+    assert ledger.begin_alone("instances", 2) == 0  # ... and it dies here
+    assert ledger.begin("instances", [1, 2, 3]) is True
+    assert ledger.begin_alone("instances", 1) == 0  # survived before: not counted
+    assert ledger.begin_alone("instances", 2) == 1  # died once on its own
+    ledger.finish("instances", [1, 2, 3])
+    assert ledger.begin("instances", [2, 3]) is False  # finished: a fresh start
+    assert ledger.begin_alone("instances", 2) == 0
