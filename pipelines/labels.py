@@ -12,8 +12,9 @@ its rows are in and keeps manifest.json current. Ray Data streams the stages, so
 overlaps inference, and it restarts dead actors and retries their tasks; a bad image
 becomes an error row, never a failed job, and so does an image that kills its model's
 process every time (DeathLedger: after a death the batch is redone one image at a time,
-and an image is given up after `max_model_deaths` deaths on its own). Without --address a local Ray is started; with it the job joins a cluster
-(every node needs this package installed, and --output must be on the driver's disk).
+and an image is given up after `max_model_deaths` deaths on its own). Without --address
+a local Ray is started; with it the job joins a cluster (every node needs this package
+installed, and --output must be on the driver's disk).
 """
 
 from __future__ import annotations
