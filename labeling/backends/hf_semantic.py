@@ -14,6 +14,10 @@ image's own size, and gives the label map (argmax) and a per-pixel confidence:
   images in a batch differ in shape. EoMT uses its processor's sliding-window merge.
 - SegFormer: softmax over the upsampled logits; confidence = max probability.
 
+The per-pixel confidence stays on the device: each class's mean confidence, the mean over
+labeled pixels and the label map's column-major runs (for the RLE) are computed there, so
+the host gets the label map and a few small arrays.
+
 With ``instances=True`` a Mask2Former COCO-panoptic checkpoint also returns its thing
 segments as instances (panoptic inference: queries with a confident thing class claim the
 pixels where their score-weighted mask is highest).
