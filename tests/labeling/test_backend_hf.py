@@ -86,6 +86,20 @@ def test_class_scores_and_confidence_on_the_device_match_numpy(min_confidence):
     assert np.array_equal(sem.segments[0], start) and np.array_equal(sem.segments[1], runs_label)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_side_post_processing_on_cuda_equals_the_cpu():
+    scores = torch.rand(7, 40, 50, generator=torch.Generator().manual_seed(1)) ** 3
+    backend = HFSemanticBackend.__new__(HFSemanticBackend)
+    backend.min_confidence = 0.3
+    cpu, cuda = backend._semantic(scores), backend._semantic(scores.cuda())
+    assert np.array_equal(cpu.label_map, cuda.label_map)
+    assert cpu.scores.keys() == cuda.scores.keys()
+    assert all(cpu.scores[c] == pytest.approx(cuda.scores[c], rel=1e-6) for c in cpu.scores)
+    assert cpu.mean_confidence == pytest.approx(cuda.mean_confidence, rel=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(cpu.segments, cuda.segments))
+
+
 def test_min_confidence_leaves_pixels_unlabeled(checkpoints, images):
     backend = build_backend("segformer", checkpoint=str(checkpoints["segformer"]),
                             min_confidence=0.99)
