@@ -307,6 +307,24 @@ def decode_many(counts: Sequence[bytes | str], height: int, width: int) -> np.nd
     return mask_utils.decode([{"size": size, "counts": c} for c in counts])
 
 
+def segment_entries(
+    start: np.ndarray, label: np.ndarray, shape: tuple[int, int],
+    scores: dict[int, float] | None = None,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """A label map's segments (``label_segments``) -> (schema `semantic` entries, one per
+    category id >= 0 present, sorted; the index in them of each segment's label, -1 for
+    the others)."""
+    categories, runs, offsets, index = segment_runs(start, label, int(shape[0]) * int(shape[1]))
+    rles = coco_rles(runs, offsets, *shape)
+    scores = scores or {}
+    entries = [
+        {"category_id": cat, "counts": rle["counts"], "area": area,
+         "score": None if scores.get(cat) is None else float(scores[cat])}
+        for cat, rle, area in zip(categories, rles, rle_areas(rles).tolist())
+    ]
+    return entries, index
+
+
 def semantic_entries(
     label_map: np.ndarray, scores: dict[int, float] | None = None
 ) -> list[dict[str, Any]]:
@@ -314,16 +332,7 @@ def semantic_entries(
     label_map = np.asarray(label_map)
     if label_map.size == 0:
         return []
-    categories, runs, offsets = label_runs(label_map)
-    rles = coco_rles(runs, offsets, *label_map.shape)
-    entries = []
-    for cat, rle, area in zip(categories, rles, rle_areas(rles).tolist()):
-        score = None if scores is None else scores.get(cat)
-        entries.append(
-            {"category_id": cat, "counts": rle["counts"], "area": area,
-             "score": None if score is None else float(score)}
-        )
-    return entries
+    return segment_entries(*label_segments(label_map), label_map.shape, scores)[0]
 
 
 def nearest_indices(src: int, dst: int) -> np.ndarray:
@@ -331,12 +340,14 @@ def nearest_indices(src: int, dst: int) -> np.ndarray:
     return np.minimum(((np.arange(dst) + 0.5) * src / dst).astype(np.int64), src - 1)
 
 
-def _resize_nearest(label: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or tuple(size) == label.shape[:2]:
-        return label
-    rows = nearest_indices(label.shape[0], size[0])
-    cols = nearest_indices(label.shape[1], size[1])
-    return label[rows[:, None], cols[None, :]]
+def resize_nearest(array: np.ndarray, size: tuple[int, int] | None, axis: int = 0) -> np.ndarray:
+    """Nearest-neighbour resize of axes `axis` and `axis + 1` (H, W) of `array` to `size`
+    (h, w); `array` itself when the size is None or already right."""
+    h, w = array.shape[axis:axis + 2]
+    if size is None or (h, w) == tuple(size):
+        return array
+    rows, cols = nearest_indices(h, size[0]), nearest_indices(w, size[1])
+    return array[(slice(None),) * axis + (rows[:, None], cols[None, :])]
 
 
 def semantic_map(
@@ -347,7 +358,7 @@ def semantic_map(
     if not entries:
         shape = (height, width) if size is None else tuple(size)
         return np.full(shape, -1, dtype=np.int32)
-    stack = _resize_nearest(decode_many([e["counts"] for e in entries], height, width), size)
+    stack = resize_nearest(decode_many([e["counts"] for e in entries], height, width), size)
     cats = np.array([e["category_id"] for e in entries], dtype=np.int32)
     return np.where(stack.any(-1), cats[stack.argmax(-1)], -1).astype(np.int32)
 
@@ -362,6 +373,6 @@ def instance_map(
         return np.zeros(shape, dtype=np.int32)
     order = np.argsort([e["area"] for e in entries], kind="stable")  # smallest first
     stack = decode_many([entries[i]["counts"] for i in order], height, width)
-    stack = _resize_nearest(stack, size)
+    stack = resize_nearest(stack, size)
     ids = order.astype(np.int32) + 1
     return np.where(stack.any(-1), ids[stack.argmax(-1)], 0).astype(np.int32)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dataset import masks as mask_codec
-from dataset.masks import Runs, nearest_indices, rle_areas
+from dataset.masks import Runs, resize_nearest
 from dataset.schema import STATUS_ERROR, STATUS_OK
 from labeling import rle
 from labeling.backends.base import InstancePrediction, SemanticPrediction
@@ -30,12 +30,8 @@ from labeling.config import Thresholds
 
 
 def _restore(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of the last two axes of `array` to `size` (h, w)."""
-    h, w = array.shape[-2:]
-    if (h, w) == tuple(size):
-        return array
-    rows, cols = nearest_indices(h, size[0]), nearest_indices(w, size[1])
-    return array[..., rows[:, None], cols[None, :]]
+    """Nearest-neighbour resize of the last two axes of `array` (a map or a mask stack)."""
+    return resize_nearest(array, size, axis=array.ndim - 2)
 
 
 def label_map_entries(
@@ -53,19 +49,10 @@ def segment_entries(
     scores: dict[int, float] | None = None,
 ) -> tuple[list[dict], rle.Segments]:
     """label_map_entries from the map's segments (dataset.masks.label_segments)."""
-    total = int(np.prod(shape))
     if label.min() < -1:  # every label starts a segment
         raise ValueError(f"semantic label map has ids below -1 (min {label.min()})")
-    categories, runs, offsets, index = mask_codec.segment_runs(start, label, total)
-    rles = mask_codec.coco_rles(runs, offsets, *shape)
-    areas = rle_areas(rles).tolist()
-    scores = scores or {}
-    entries = [
-        {"category_id": c, "counts": r["counts"], "area": a,
-         "score": None if scores.get(c) is None else float(scores[c])}
-        for c, r, a in zip(categories, rles, areas)
-    ]
-    return entries, rle.Segments(start, index, len(categories), total)
+    entries, index = mask_codec.segment_entries(start, label, shape, scores)
+    return entries, rle.Segments(start, index, len(entries), int(np.prod(shape)))
 
 
 def _handed_segments(segments: tuple[np.ndarray, np.ndarray], total: int) -> tuple[np.ndarray, np.ndarray]:

@@ -46,10 +46,7 @@ def label_map(row: dict[str, Any], size: tuple[int, int] | None = None) -> np.nd
         stack = masks.decode_many([e["counts"] for e in entries], h, w)
         for k, e in enumerate(entries):
             out[stack[:, :, k] > 0] = e["category_id"]
-    if size is not None and tuple(size) != (h, w):
-        rows, cols = masks.nearest_indices(h, size[0]), masks.nearest_indices(w, size[1])
-        out = out[rows[:, None], cols[None, :]]
-    return out
+    return masks.resize_nearest(out, size)
 
 
 def compact(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
