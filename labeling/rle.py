@@ -200,11 +200,3 @@ class Segments:
         seg_cat = np.concatenate([np.full(int(gap.sum()), -1), owner])
         order = np.argsort(seg_start, kind="stable")
         return cls(seg_start[order], seg_cat[order], len(regions), regions.total)
-
-
-def narrow(runs: tuple[np.ndarray, np.ndarray], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs (dataset.masks.Runs) of masks of `total` pixels as int32 where they fit (half the
-    bytes to move between the job's stages); Intervals.from_runs takes either."""
-    if total >= 1 << 31:
-        return runs
-    return runs[0].astype(np.int32, copy=False), runs[1]

@@ -7,10 +7,10 @@ overhead benchmark calls them in one process. An item is a dict that grows step 
              error (None or one line), image_bytes (if kept), seconds
     model:   semantic (entries at original size) + semantic_confidence, and/or
              instances (entries, unfiltered); with each, what it was encoded from
-             (semantic_segments: the map's runs of one label; instance_runs: run lengths,
-             None where a backend handed over RLEs without them), as int32 where they
-             fit, so fusion need not decode the entries; a failing image gets `error`
-             set instead
+             (semantic_segments: the map's runs of one label, as int32 where they fit,
+             for the move to the instance stage; instance_runs: run lengths, None where a
+             backend handed over RLEs without them), so fusion need not decode the
+             entries; a failing image gets `error` set instead
     fuse:    -> one schema row dict per item (ok or error)
 
 A step never raises for a bad image: the image's item carries the reason to its error row.
@@ -29,7 +29,6 @@ from labeling.config import ModelConfig, Thresholds
 from labeling.fusion import error_row, fuse, instances_with_runs, ok_row, semantic_with_runs
 from labeling.images import ImageDecodeError, class_name, decode_image, read_bytes
 from labeling.quality import image_quality
-from labeling.rle import narrow
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +101,9 @@ class ModelStage:
         if "instances" in self.roles:
             if pred.instances is None:
                 raise ValueError("backend returned no instance prediction")
-            item["instances"], runs = instances_with_runs(pred.instances, model_size, item["size"])
-            item["instance_runs"] = None if runs is None else narrow(runs, int(np.prod(item["size"])))
+            # the instance model is the last stage: its runs go straight to fusion
+            item["instances"], item["instance_runs"] = \
+                instances_with_runs(pred.instances, model_size, item["size"])
 
     def __call__(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         todo = [it for it in items if it["error"] is None]

@@ -114,15 +114,14 @@ class DeathLedger:
     process died `max_deaths` times on its own becomes an error row."""
 
     def __init__(self):
-        self.started: dict[tuple[str, int], int] = {}  # batch attempts not finished
+        self.started: set[tuple[str, int]] = set()  # in a batch that has not finished
         self.alone: dict[tuple[str, int], int] = {}  # attempts on its own not finished
 
     def begin(self, stage: str, idxs: list[int]) -> bool:
         """A batch starts; True if any of its images was in a batch that never finished."""
-        keys = [(stage, i) for i in idxs]
-        seen = any(k in self.started for k in keys)
-        for k in keys:
-            self.started[k] = self.started.get(k, 0) + 1
+        keys = {(stage, i) for i in idxs}
+        seen = not self.started.isdisjoint(keys)
+        self.started |= keys
         return seen
 
     def begin_alone(self, stage: str, idx: int) -> int:
@@ -136,7 +135,7 @@ class DeathLedger:
 
     def finish(self, stage: str, idxs: list[int]) -> None:
         for i in idxs:
-            self.started.pop((stage, i), None)
+            self.started.discard((stage, i))
             self.alone.pop((stage, i), None)
 
 
@@ -147,7 +146,7 @@ class _ModelActor:
     (BENCHMARKS.md, "Labeling overhead")."""
 
     def __init__(self, config: dict, roles: tuple[str, ...], thresholds: Thresholds | None,
-                 ledger=None, max_deaths: int = 2):
+                 ledger, max_deaths: int):
         model = ModelConfig(**config)
         device = "cuda" if model.num_gpus > 0 else "cpu"
         self.thresholds, self.ledger, self.max_deaths = thresholds, ledger, max_deaths
@@ -155,8 +154,7 @@ class _ModelActor:
         self.stage = ModelStage(model, roles, device=device, drop_images=thresholds is not None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = _unpack(batch)
-        items = self.stage(items) if self.ledger is None else self._guarded(items)
+        items = self._guarded(_unpack(batch))
         if self.thresholds is None:
             return _pack(items)
         return _pack(rows_with_idx(items, self.thresholds), images=False)
@@ -205,9 +203,9 @@ def model_stages(config: LabelingConfig) -> list[tuple[ModelConfig, tuple[str, .
     return stages
 
 
-def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]], ledger=None):
+def build_dataset(config: LabelingConfig, records: list[tuple[int, Any]], ledger):
     """The Ray Data pipeline over (list position, ImageRecord) pairs -> batches of `idx`
-    and pickled schema rows (`payload`)."""
+    and pickled schema rows (`payload`); `ledger` is a DeathLedger actor handle."""
     import ray.data
 
     n = config.decode_batch_size
