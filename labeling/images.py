@@ -140,11 +140,12 @@ def decode_image(data: bytes, max_side: int | None = None) -> tuple[np.ndarray, 
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
-        if _plain_jpeg(img, data) and not (max_side and max(width, height) > max_side):
+        shrink = bool(max_side) and max(width, height) > max_side
+        if not shrink and _plain_jpeg(img, data):
             pixels = _opencv_decode(data, (height, width))
             if pixels is not None:
                 return pixels, (height, width)
-        if max_side and max(width, height) > max_side and img.format == "JPEG":
+        if shrink and img.format == "JPEG":
             scale = max_side / max(width, height)
             img.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
         img.load()

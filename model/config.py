@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -136,9 +135,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return _from_dict(cls, data, "model")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
