@@ -350,17 +350,25 @@ def resize_nearest(array: np.ndarray, size: tuple[int, int] | None, axis: int = 
     return array[(slice(None),) * axis + (rows[:, None], cols[None, :])]
 
 
+def _first_cover(
+    counts: Sequence[bytes | str], values: np.ndarray, fill: int, height: int, width: int,
+    size: tuple[int, int] | None,
+) -> np.ndarray:
+    """int32 map at (height, width) or `size`: each pixel gets values[k] of the first RLE k
+    covering it, `fill` where none does."""
+    if not len(counts):
+        return np.full((height, width) if size is None else tuple(size), fill, dtype=np.int32)
+    stack = resize_nearest(decode_many(counts, height, width), size)
+    return np.where(stack.any(-1), values[stack.argmax(-1)], fill).astype(np.int32)
+
+
 def semantic_map(
     entries: Sequence[dict[str, Any]], height: int, width: int,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Schema `semantic` entries -> int32 label map at (height, width) or at `size` (nearest)."""
-    if not entries:
-        shape = (height, width) if size is None else tuple(size)
-        return np.full(shape, -1, dtype=np.int32)
-    stack = resize_nearest(decode_many([e["counts"] for e in entries], height, width), size)
     cats = np.array([e["category_id"] for e in entries], dtype=np.int32)
-    return np.where(stack.any(-1), cats[stack.argmax(-1)], -1).astype(np.int32)
+    return _first_cover([e["counts"] for e in entries], cats, -1, height, width, size)
 
 
 def instance_map(
@@ -368,11 +376,6 @@ def instance_map(
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Schema `instances` entries -> int32 id map (0 none, i+1 for entry i; smaller wins)."""
-    if not entries:
-        shape = (height, width) if size is None else tuple(size)
-        return np.zeros(shape, dtype=np.int32)
     order = np.argsort([e["area"] for e in entries], kind="stable")  # smallest first
-    stack = decode_many([entries[i]["counts"] for i in order], height, width)
-    stack = resize_nearest(stack, size)
     ids = order.astype(np.int32) + 1
-    return np.where(stack.any(-1), ids[stack.argmax(-1)], 0).astype(np.int32)
+    return _first_cover([entries[i]["counts"] for i in order], ids, 0, height, width, size)
